@@ -1,0 +1,3 @@
+from spantune.cli import main
+
+raise SystemExit(main())

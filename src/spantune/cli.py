@@ -1,0 +1,117 @@
+"""The ``spantune`` command: parses arguments, calls library functions, prints results."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from spantune import __version__
+from spantune.errors import SpantuneError
+
+#: Stage modules that add their own subcommands through ``register(subparsers)``.
+COMMAND_MODULES: list[str] = ["spantune.train", "spantune.evaluate.commands"]
+#: Modules that add subcommands under ``spantune data``.
+DATA_COMMAND_MODULES: list[str] = []
+
+
+def _cmd_fix(args: argparse.Namespace) -> int:
+    from spantune.infer.torch_backend import TorchCorrector
+    from spantune.schema import SpanExample
+
+    if args.jsonl is None and args.span is None:
+        raise SpantuneError("give --span (with --before/--after) or --jsonl IN --out OUT")
+    if args.jsonl is not None and args.out is None:
+        raise SpantuneError("--jsonl needs --out")
+    corrector = TorchCorrector.load(args.model, device=args.device, max_new_tokens=args.max_new_tokens)
+    if args.jsonl is not None:
+        from spantune.infer.files import correct_file
+
+        n = correct_file(corrector, args.jsonl, args.out, clip=args.clip)
+        print(f"wrote {n} corrected spans to {args.out}")
+        return 0
+    from spantune.prompt import MAX_CONTEXT, clip_after, clip_before
+
+    example = SpanExample(ctx_before=clip_before(args.before, MAX_CONTEXT), span_in=args.span,
+                          ctx_after=clip_after(args.after, MAX_CONTEXT), span_out=args.span)
+    print(corrector.correct(example).text)
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from spantune.schema import check_jsonl, dumps, write_lines
+
+    if args.skip_bad and args.out is None:
+        raise SpantuneError("--skip-bad needs --out OUT")
+    good_lines: list[str] = []
+    reject_lines: list[str] = []
+    n_good = n_bad = 0
+    for path in args.files:
+        result = check_jsonl(path, clip=args.clip, max_context=args.max_context)
+        for _, err, raw in result.bad:
+            print(err, file=sys.stderr)
+            reject_lines.append(dumps({"file": str(path), "line": err.line, "field": err.field,
+                                       "error": err.message, "raw": raw[:2000]}))
+        n_good += len(result.good)
+        n_bad += len(result.bad)
+        good_lines += [dumps(ex.to_dict()) if args.clip else raw for _, ex, raw in result.good]
+    print(f"{n_good} good, {n_bad} bad line(s) in {len(args.files)} file(s)")
+    if args.skip_bad:
+        write_lines(args.out, good_lines)
+        rejects = args.rejects or f"{args.out}.rejects.jsonl"
+        write_lines(rejects, reject_lines)
+        print(f"wrote {n_good} good line(s) to {args.out} and {n_bad} reject(s) to {rejects}")
+        return 0
+    return 1 if n_bad else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="spantune", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--version", action="version", version=f"spantune {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    fix = sub.add_parser("fix", help="correct one span (or a JSONL file of spans) with a model")
+    fix.add_argument("--model", default="embedded", help="hub id, local folder, training run folder, or 'embedded'")
+    fix.add_argument("--before", default="", help="text before the span (clipped to 60 characters)")
+    fix.add_argument("--span", help="the span to correct")
+    fix.add_argument("--after", default="", help="text after the span (clipped to 60 characters)")
+    fix.add_argument("--jsonl", help="span JSONL file to correct")
+    fix.add_argument("--out", help="output JSONL for --jsonl")
+    fix.add_argument("--clip", action="store_true", help="clip over-long contexts instead of rejecting them")
+    fix.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    fix.add_argument("--max-new-tokens", type=int, default=32)
+    fix.set_defaults(func=_cmd_fix)
+
+    data = sub.add_parser("data", help="check, build, split and describe span datasets")
+    data_sub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
+    check = data_sub.add_parser("check", help="validate span/chat JSONL files, reporting every bad line")
+    check.add_argument("files", nargs="+", help="JSONL files")
+    check.add_argument("--clip", action="store_true", help="clip over-long contexts at a word boundary")
+    check.add_argument("--max-context", type=int, default=60)
+    check.add_argument("--skip-bad", action="store_true", help="write good lines to --out, bad ones to a reject file")
+    check.add_argument("--out", help="where --skip-bad writes the good lines")
+    check.add_argument("--rejects", help="reject file (default OUT.rejects.jsonl)")
+    check.set_defaults(func=_cmd_check)
+
+    for name in DATA_COMMAND_MODULES:
+        importlib.import_module(name).register(data_sub)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except SpantuneError as exc:
+        print(f"spantune: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("spantune: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,1 @@
+"""Inference backends that share one contract: prompt module in, post-processing out."""

@@ -1,0 +1,35 @@
+"""The corrector protocol every backend (PyTorch, onnxruntime, peers) implements."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from spantune.postprocess import PostResult
+from spantune.schema import SpanExample
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One corrected span: the raw model text, what the editor would insert, and its cost."""
+
+    raw: str
+    result: PostResult
+    latency_s: float
+    new_tokens: int = 0
+
+    @property
+    def text(self) -> str:
+        return self.result.text
+
+
+@runtime_checkable
+class Corrector(Protocol):
+    """Anything that corrects spans; evaluation and ``spantune fix`` accept any of these."""
+
+    name: str
+
+    def correct(self, example: SpanExample) -> Prediction: ...
+
+    def correct_batch(self, examples: Iterable[SpanExample]) -> list[Prediction]: ...

@@ -1,0 +1,74 @@
+"""Greedy span correction with a transformers model (CPU or CUDA)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from spantune.infer.base import Prediction
+from spantune.postprocess import postprocess
+from spantune.prompt import render
+from spantune.schema import SpanExample
+
+END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>")
+
+
+def stop_token_ids(tokenizer: Any, model: Any = None) -> list[int]:
+    """Every id that ends the reply: EOS, the chat template's end-of-turn, generation_config's."""
+    ids: list[int] = []
+    candidates: list[Any] = [tokenizer.eos_token_id]
+    if model is not None and getattr(model, "generation_config", None) is not None:
+        candidates.append(model.generation_config.eos_token_id)
+    vocab = tokenizer.get_vocab()
+    candidates += [vocab.get(tok) for tok in END_OF_TURN_TOKENS]
+    for cand in candidates:
+        for i in cand if isinstance(cand, (list, tuple)) else [cand]:
+            if i is not None and i not in ids:
+                ids.append(int(i))
+    return ids
+
+
+class TorchCorrector:
+    """Greedy decoding (no sampling), ``max_new_tokens`` cap, stop at end-of-turn/EOS."""
+
+    def __init__(self, model: Any, tokenizer: Any, max_new_tokens: int = 32, name: str = "torch") -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_new_tokens = max_new_tokens
+        self.name = name
+        self.stop_ids = stop_token_ids(tokenizer, model)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.stop_ids[0]
+
+    @classmethod
+    def load(cls, name_or_path: str, device: str = "auto", dtype: str = "auto", max_new_tokens: int = 32) -> "TorchCorrector":
+        from spantune.models import load_model_and_tokenizer
+
+        model, tokenizer = load_model_and_tokenizer(name_or_path, device=device, dtype=dtype)
+        return cls(model, tokenizer, max_new_tokens=max_new_tokens, name=name_or_path)
+
+    def generate_ids(self, prompt: str) -> list[int]:
+        """Greedy new token ids for one rendered prompt (stop token excluded)."""
+        import torch
+
+        enc = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False,
+                             return_token_type_ids=False).to(self.model.device)
+        with torch.inference_mode():
+            out = self.model.generate(**enc, do_sample=False, max_new_tokens=self.max_new_tokens,
+                                      eos_token_id=self.stop_ids, pad_token_id=self.pad_id,
+                                      temperature=None, top_p=None, top_k=None)
+        new = out[0, enc["input_ids"].shape[1]:].tolist()
+        for i, tok in enumerate(new):
+            if tok in self.stop_ids:
+                return new[:i]
+        return new
+
+    def correct(self, example: SpanExample) -> Prediction:
+        t0 = time.perf_counter()
+        ids = self.generate_ids(render(self.tokenizer, example))
+        raw = self.tokenizer.decode(ids, skip_special_tokens=True)
+        latency = time.perf_counter() - t0
+        return Prediction(raw=raw, result=postprocess(raw, example.span_in), latency_s=latency, new_tokens=len(ids))
+
+    def correct_batch(self, examples: Iterable[SpanExample]) -> list[Prediction]:
+        return [self.correct(ex) for ex in examples]
