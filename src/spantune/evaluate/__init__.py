@@ -1,0 +1,1 @@
+"""Evaluation: metrics defined once, reports, gates and ``spantune eval`` (see docs/metrics.md)."""

@@ -1,0 +1,112 @@
+"""System specs for ``spantune eval --system``: what to load, and a fingerprint of what was loaded.
+
+* ``identity``: returns ``span_in`` unchanged (the floor every system must beat).
+* ``harper``: the Harper grammar checker through :mod:`spantune.peers.harper`.
+* ``onnx:DIR``: an exported folder, run by onnxruntime with ``--dtype`` (q4 by default).
+* anything else: a transformers model — local folder, training run, hub id, or ``embedded``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from spantune.infer.base import Corrector, Prediction
+from spantune.io import sha256_file
+from spantune.postprocess import PostResult
+from spantune.schema import SpanExample
+
+ONNX_PREFIX = "onnx:"
+
+
+class IdentityCorrector:
+    """Returns ``span_in``: its exact match is the data's no-op share, the floor to beat."""
+
+    name = "identity"
+
+    def correct(self, example: SpanExample) -> Prediction:
+        t0 = time.perf_counter()
+        return Prediction(raw=example.span_in, result=PostResult(example.span_in),
+                          latency_s=time.perf_counter() - t0, new_tokens=0)
+
+    def correct_batch(self, examples: Iterable[SpanExample]) -> list[Prediction]:
+        return [self.correct(ex) for ex in examples]
+
+
+def files_sha256(root: Path, files: Iterable[Path]) -> str:
+    """One digest over several files: sha256 of the sorted ``relative-path file-sha256`` lines."""
+    lines = sorted(f"{p.relative_to(root).as_posix()} {sha256_file(p)}" for p in files)
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def dir_sha256(root: Path) -> str:
+    """Digest of every regular file under ``root`` (hidden files and folders skipped)."""
+    files = [p for p in root.rglob("*") if p.is_file()
+             and not any(part.startswith(".") for part in p.relative_to(root).parts)]
+    return files_sha256(root, files)
+
+
+@dataclass
+class System:
+    """A loaded corrector and the facts report.json records about it."""
+
+    spec: str
+    corrector: Corrector
+    info: dict[str, Any]
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _onnx(spec: str, dtype: str | None, max_new_tokens: int) -> System:
+    from spantune.infer.onnx_backend import OnnxCorrector, onnx_file
+
+    folder = Path(spec[len(ONNX_PREFIX):]).expanduser()
+    dtype = dtype or "q4"
+    corrector = OnnxCorrector(folder, dtype=dtype, max_new_tokens=max_new_tokens)
+    model = onnx_file(folder, dtype)
+    used = [p for p in folder.iterdir() if p.is_file()] + sorted(model.parent.glob(model.name + "*"))
+    return System(spec, corrector, {"spec": spec, "kind": "onnx", "path": str(folder), "dtype": dtype,
+                                    "max_new_tokens": max_new_tokens, "sha256": files_sha256(folder, used)})
+
+
+def _transformers(spec: str, dtype: str | None, device: str, max_new_tokens: int) -> System:
+    from spantune.infer.torch_backend import TorchCorrector
+    from spantune.models import load_model_and_tokenizer, resolve_model_path
+
+    base, adapter = resolve_model_path(spec)
+    model, tokenizer = load_model_and_tokenizer(spec, device=device, dtype=dtype or "auto")
+    corrector = TorchCorrector(model, tokenizer, max_new_tokens=max_new_tokens, name=spec)
+    info: dict[str, Any] = {"spec": spec, "kind": "transformers", "base": base, "dtype": str(model.dtype),
+                            "device": str(model.device), "max_new_tokens": max_new_tokens}
+    if Path(base).is_dir():
+        info["sha256"] = dir_sha256(Path(base))
+    else:  # a hub id: the cache snapshot's commit identifies the weights
+        info["commit"] = getattr(model.config, "_commit_hash", None)
+    if adapter is not None:
+        info["adapter"] = str(adapter)
+        info["adapter_sha256"] = dir_sha256(adapter)
+    return System(spec, corrector, info)
+
+
+def load_system(spec: str, dtype: str | None = None, device: str = "auto", max_new_tokens: int = 32) -> System:
+    """Load the system named by ``spec`` (see the module docstring); ``dtype`` None picks the default."""
+    if spec == "identity":
+        return System(spec, IdentityCorrector(), {"spec": spec, "kind": "identity"})
+    if spec == "harper":
+        from spantune.peers.harper import HarperCorrector
+
+        return System(spec, HarperCorrector(), {"spec": spec, "kind": "peer", "package": "harper-py",
+                                                "version": _version("harper-py")})
+    if spec.startswith(ONNX_PREFIX):
+        return _onnx(spec, dtype, max_new_tokens)
+    return _transformers(spec, dtype, device, max_new_tokens)
