@@ -1,0 +1,191 @@
+"""Trainer callbacks: generation-based evaluation, metrics.jsonl with tokens/s, graceful stops.
+
+Each works the same in one process and under ``accelerate launch`` (DDP): decisions that change the
+training loop (stop, early stop) are made identically on every rank, files are written by rank 0.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from spantune.schema import SpanExample
+
+#: Generation metrics logged during training (definitions: spantune.evaluate.metrics).
+GENERATION_METRICS = ("exact_match", "chrf", "verbose_rate", "noop_false_edit_rate", "missed_fix_rate",
+                      "fallback_rate", "levenshtein")
+
+
+def _dist() -> tuple[int, int]:
+    """(rank, world size); (0, 1) outside torch.distributed."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+class GenerationEval(TrainerCallback):
+    """At every evaluation, correct a fixed sample of the eval split greedily and add the scores.
+
+    The scores are added to the evaluation's ``metrics`` dict in place: the Trainer hands that same
+    dict to the callbacks that follow (metrics.jsonl, early stopping) and uses it to pick the best
+    checkpoint, so ``metric_for_best_model`` can be ``exact_match``. Under DDP each rank decodes a
+    slice of the sample and the predictions are gathered, so every rank sees the same scores. Under
+    FSDP (``shard=False``) every forward is a collective, so every rank decodes the whole sample.
+    """
+
+    def __init__(self, examples: Sequence[SpanExample], tokenizer: Any, max_new_tokens: int,
+                 shard: bool = True) -> None:
+        self.examples = list(examples)
+        self.tokenizer = tokenizer
+        self.max_new_tokens = max_new_tokens
+        self.shard = shard
+
+    def predict(self, model: Any) -> list[Any]:
+        """Predictions for the whole sample, in sample order, on every rank."""
+        import torch.distributed as dist
+
+        from spantune.infer.torch_backend import TorchCorrector
+
+        rank, world = _dist() if self.shard else (0, 1)
+        was_training = model.training
+        model.eval()
+        try:
+            corrector = TorchCorrector(model, self.tokenizer, max_new_tokens=self.max_new_tokens)
+            mine = corrector.correct_batch(self.examples[rank::world])
+        finally:
+            model.train(was_training)
+        if world == 1:
+            return mine
+        parts: list[Any] = [None] * world
+        dist.all_gather_object(parts, mine)
+        ordered: list[Any] = [None] * len(self.examples)
+        for r, part in enumerate(parts):
+            ordered[r::world] = part
+        return ordered
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, float] | None = None,
+                    model: Any = None, **kwargs: Any) -> None:
+        from spantune.evaluate.metrics import compute_metrics
+
+        if metrics is None or model is None or not self.examples:
+            return
+        scores = compute_metrics(self.examples, self.predict(model))
+        metrics.update({f"eval_{k}": scores[k] for k in GENERATION_METRICS if scores.get(k) is not None})
+
+
+class MetricsLog(TrainerCallback):
+    """Append training logs and whole evaluations to ``metrics.jsonl``; add ``tokens_per_s``.
+
+    tokens/s counts the non-padding tokens TRL reports (``num_tokens``, summed over ranks) over the
+    time spent inside optimizer steps only, so evaluation and checkpointing do not dilute it.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._step_start = 0.0
+        self._step_time = 0.0
+        self._tokens_at_last_log = 0.0
+
+    def _append(self, state: Any, record: dict[str, Any]) -> None:
+        if not state.is_world_process_zero:
+            return
+        row = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4), **record}
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(row) + "\n")
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._tokens_at_last_log = 0.0  # TRL counts tokens from 0 in every process, resumed ones too
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._step_start = time.perf_counter()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._step_time += time.perf_counter() - self._step_start
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
+               **kwargs: Any) -> None:
+        if not logs or any(k.startswith("eval_") for k in logs):
+            return  # evaluations are written whole by on_evaluate, generation scores included
+        record = dict(logs)
+        tokens = logs.get("num_tokens")
+        if tokens is not None:
+            if self._step_time > 0:
+                record["tokens_per_s"] = round((tokens - self._tokens_at_last_log) / self._step_time, 2)
+            self._tokens_at_last_log = tokens
+            self._step_time = 0.0
+        self._append(state, record)
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, float] | None = None,
+                    **kwargs: Any) -> None:
+        if metrics:
+            self._append(state, dict(metrics))
+
+
+class GracefulStop(TrainerCallback):
+    """Stop at the end of a step, with a checkpoint, on Ctrl-C or when the time budget is spent.
+
+    The time budget also triggers a last evaluation, so the best-checkpoint choice sees the final
+    weights; Ctrl-C only saves. Under DDP the ranks agree (max over ranks) before acting.
+    """
+
+    def __init__(self, deadline: float | None) -> None:
+        self.deadline = deadline
+        self.interrupted = False
+        self.out_of_time = False
+
+    def request_interrupt(self) -> None:
+        self.interrupted = True
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        late = self.deadline is not None and time.time() >= self.deadline
+        interrupted, late = self._agree(self.interrupted, late)
+        if interrupted:
+            self.interrupted = True
+            control.should_save = True
+            control.should_training_stop = True
+        elif late:
+            self.out_of_time = True
+            control.should_save = True
+            control.should_evaluate = args.eval_strategy != "no"
+            control.should_training_stop = True
+
+    @staticmethod
+    def _agree(*flags: bool) -> tuple[bool, ...]:
+        rank, world = _dist()
+        if world == 1:
+            return flags
+        import torch
+        import torch.distributed as dist
+
+        t = torch.tensor([float(f) for f in flags])
+        if dist.get_backend() == "nccl":
+            t = t.cuda()
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return tuple(bool(v) for v in t.tolist())
+
+
+@contextmanager
+def sigint_saves(stopper: GracefulStop) -> Iterator[None]:
+    """First Ctrl-C asks ``stopper`` for a checkpoint-and-stop; a second one interrupts at once."""
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum: int, frame: Any) -> None:
+        print("\nspantune: Ctrl-C — saving a checkpoint at the end of this step (Ctrl-C again to abort)",
+              flush=True)
+        stopper.request_interrupt()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

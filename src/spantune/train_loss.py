@@ -1,0 +1,59 @@
+"""The loss on the reply tokens only, without computing logits anywhere else.
+
+A span prompt is ~60-90 tokens and the reply ~3-10, and the output layer of a small model is a
+large share of its compute (SmolLM2-135M: 28 M of 135 M parameters, 49 152 logits per position).
+TRL's SFTTrainer computes log-probabilities at every position (chunked, with entropy and accuracy
+for its logs); here the model's own ``logits_to_keep`` restricts the output layer to the positions
+whose next token is trained, in every row of the batch. Measured on SmolLM2-135M, LoRA on every
+linear layer, batch 8 × 72 tokens, one CPU thread: 3.9 s CPU per step, against 5.0 s for the
+model's full-logits loss and 6.2 s for TRL's default loss.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from trl import SFTTrainer
+
+IGNORE_INDEX = -100
+
+
+def kept_positions(labels: torch.Tensor) -> torch.Tensor:
+    """Sequence positions whose next token carries a label in at least one row."""
+    return (labels[:, 1:] != IGNORE_INDEX).any(dim=0).nonzero().flatten()
+
+
+class SpanSFTTrainer(SFTTrainer):
+    """``SFTTrainer`` whose loss evaluates the output layer only where a label is trained."""
+
+    def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                     num_items_in_batch: Any = None) -> Any:
+        mode = "train" if self.model.training else "eval"
+        labels = inputs["labels"]
+        keep = kept_positions(labels)
+        outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
+                        logits_to_keep=keep, use_cache=False)
+        logits = outputs.logits.float()
+        targets = labels[:, keep + 1]
+        loss_sum = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1),
+                                   ignore_index=IGNORE_INDEX, reduction="sum")
+        valid = targets != IGNORE_INDEX
+        count = valid.sum() if num_items_in_batch is None else num_items_in_batch
+        loss = loss_sum / torch.as_tensor(count).clamp(min=1)
+        # like Trainer/TRL: num_items_in_batch counts every rank's tokens and DDP averages gradients
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            loss = loss * self.accelerator.num_processes
+
+        # the metrics TRL logs: token accuracy on trained tokens, and real (non-padding) tokens seen
+        with torch.no_grad():
+            correct = ((logits.argmax(-1) == targets) & valid).sum()
+        n_valid = self.accelerator.gather_for_metrics(valid.sum()).sum()
+        n_correct = self.accelerator.gather_for_metrics(correct).sum()
+        self._metrics[mode]["mean_token_accuracy"].append((n_correct / n_valid.clamp(min=1)).item())
+        if mode == "train":
+            real = inputs["attention_mask"].sum()
+            self._total_train_tokens += self.accelerator.gather_for_metrics(real).sum().item()
+        self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+        return (loss, outputs) if return_outputs else loss
