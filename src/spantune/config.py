@@ -5,6 +5,7 @@ Unknown keys and wrong types fail before any work starts, naming the key.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import types
 import typing
@@ -162,3 +163,33 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 def dump_yaml(config: Any) -> str:
     return yaml.safe_dump(to_dict(config), sort_keys=False, allow_unicode=True)
+
+
+def leaf_fields(cls: type, prefix: str = "") -> list[tuple[str, Any]]:
+    """Dotted keys of every non-section field of a dataclass tree, with their defaults."""
+    out: list[tuple[str, Any]] = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            out += leaf_fields(hints[f.name], f"{prefix}{f.name}.")
+        else:
+            default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+            out.append((prefix + f.name, default))
+    return out
+
+
+_OVERRIDE_PREFIX = "set:"
+
+
+def add_override_options(parser: Any, cls: type, title: str = "config overrides") -> None:
+    """Expose each config key as ``--section.key VALUE`` on an argparse parser (listed in --help)."""
+    group = parser.add_argument_group(title)
+    for key, default in leaf_fields(cls):
+        group.add_argument(f"--{key}", dest=_OVERRIDE_PREFIX + key, metavar="VALUE", default=argparse.SUPPRESS,
+                           help=f"(default {default})")
+
+
+def overrides_from_args(args: Any) -> list[str]:
+    """The override tokens given through :func:`add_override_options`, for :func:`load_config`."""
+    return [tok for key, value in vars(args).items() if key.startswith(_OVERRIDE_PREFIX)
+            for tok in (f"--{key[len(_OVERRIDE_PREFIX):]}", value)]

@@ -13,7 +13,6 @@ versions, git commit), ``metrics.jsonl``, ``curves.png``, ``checkpoints/``, ``ad
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import random
@@ -23,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from spantune.config import add_override_options, overrides_from_args
 from spantune.errors import InputError, SpantuneError
 from spantune.io import write_json
 from spantune.schema import SpanExample
@@ -122,18 +122,6 @@ class Prepared:
 
 
 # ---------------------------------------------------------------- validation (no model loaded)
-
-
-def _config_fields(cls: type, prefix: str = "") -> list[tuple[str, Any]]:
-    """Dotted keys of a dataclass tree with their field objects (for --section.key options)."""
-    out: list[tuple[str, Any]] = []
-    for f in dataclasses.fields(cls):
-        sub = f.default_factory() if f.default_factory is not dataclasses.MISSING else None  # type: ignore[misc]
-        if dataclasses.is_dataclass(sub):
-            out += _config_fields(type(sub), f"{prefix}{f.name}.")
-        else:
-            out.append((prefix + f.name, f))
-    return out
 
 
 def check_values(cfg: TrainConfig) -> None:
@@ -487,19 +475,11 @@ def run_training(prep: Prepared, started: float) -> dict[str, Any]:
 # ---------------------------------------------------------------- CLI
 
 
-def _overrides(args: argparse.Namespace) -> list[str]:
-    tokens: list[str] = []
-    for key, value in vars(args).items():
-        if key.startswith("set:"):
-            tokens += [f"--{key[4:]}", value]
-    return tokens
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     from spantune.config import load_config
 
     started = time.time()
-    cfg = load_config(TrainConfig, args.config, _overrides(args))
+    cfg = load_config(TrainConfig, args.config, overrides_from_args(args))
     if args.qlora:
         cfg.model.qlora = True
     run_dir = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
@@ -527,9 +507,5 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", help="run folder (default runs/<config name>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--qlora", action="store_true", help="4-bit NF4 base model (needs CUDA and bitsandbytes)")
-    overrides = p.add_argument_group("config overrides")
-    for key, f in _config_fields(TrainConfig):
-        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
-        overrides.add_argument(f"--{key}", dest=f"set:{key}", metavar="VALUE", default=argparse.SUPPRESS,
-                               help=f"(default {default})")
+    add_override_options(p, TrainConfig)
     p.set_defaults(func=cmd_train)

@@ -3,30 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
-import typing
 from pathlib import Path
-from typing import Any
 
+from spantune.config import add_override_options, overrides_from_args
 from spantune.data.config import DataConfig
-
-
-def _scalar_keys(cls: type, prefix: str = "") -> list[tuple[str, Any]]:
-    """Dotted keys of the config's scalar fields, each exposed as a ``--section.key VALUE`` option."""
-    out: list[tuple[str, Any]] = []
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        tp = hints[f.name]
-        if dataclasses.is_dataclass(tp):
-            out += _scalar_keys(tp, f"{prefix}{f.name}.")
-        elif tp in (int, float, str, bool):
-            out.append((prefix + f.name, f.default))
-    return out
-
-
-def _overrides(args: argparse.Namespace) -> list[str]:
-    return [tok for key, value in vars(args).items() if key.startswith("set:") for tok in (f"--{key[4:]}", value)]
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
@@ -36,7 +17,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
     from spantune.data.stats import compute_stats, render_table
 
     start = time.perf_counter()
-    result, written = run_build(args.config, _overrides(args), args.out)
+    result, written = run_build(args.config, overrides_from_args(args), args.out)
     seconds = time.perf_counter() - start
     console = Console()
     console.print(render_table(compute_stats(result.train), "train.jsonl"))
@@ -94,10 +75,7 @@ def register(data_sub: argparse._SubParsersAction) -> None:
                                 description="Any scalar config key can be overridden as --section.key VALUE.")
     build.add_argument("--config", default="configs/data/default.yaml", help="data config YAML")
     build.add_argument("--out", default="data", help="output folder")
-    group = build.add_argument_group("config overrides")
-    for key, default in _scalar_keys(DataConfig):
-        group.add_argument(f"--{key}", dest=f"set:{key}", metavar="VALUE", default=argparse.SUPPRESS,
-                           help=f"(default {default})")
+    add_override_options(build, DataConfig)
     build.set_defaults(func=_cmd_build)
 
     split = data_sub.add_parser("split", help="stratified train/eval split (tag x span length x source, by sentence)")
