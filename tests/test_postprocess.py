@@ -44,3 +44,21 @@ def test_never_exceeds_the_cap_and_never_inserts_a_line(raw: str, span: str) -> 
         assert r.text == span
     else:
         assert "\n" not in r.text.strip()
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("ab «»\n\r\u00a0:Span\ufffd\"")), max_size=60),
+       st.text(alphabet=st.sampled_from(list("ab «»\n:x\"")), max_size=20), st.text(min_size=1, max_size=10))
+def test_settled_output_cannot_change(raw: str, more: str, span: str) -> None:
+    """Stopping decoding once settled() is true never changes what is inserted or flagged."""
+    from spantune.postprocess import settled
+
+    if settled(raw):
+        assert postprocess(raw + more, span) == postprocess(raw, span)
+
+
+def test_settled_examples() -> None:
+    from spantune.postprocess import settled
+
+    assert not settled("it is") and not settled("it is\n") and not settled("\n\nit is\n  ")
+    assert settled("Span: it\n\nThe corrected")

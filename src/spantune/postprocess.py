@@ -65,7 +65,7 @@ def _edges(span_in: str) -> tuple[str, str]:
 
 def _first_line(raw: str) -> tuple[str, bool]:
     """First non-blank line, and whether any other line had content."""
-    lines = [_strip_ws(line) for line in re.split("|".join(map(re.escape, LINE_BREAKS)), raw)]
+    lines = [_strip_ws(line) for line in _split_lines(raw)]
     content = [line for line in lines if line]
     if not content:
         return "", False
@@ -88,6 +88,21 @@ def _unwrap(candidate: str, span_core: str) -> tuple[str, bool]:
                 break
         else:
             return candidate, stripped
+
+
+def settled(raw: str) -> bool:
+    """True once more output cannot change :func:`postprocess`'s result for any span.
+
+    That is when a second line with content has begun: the first line is final and ``verbose`` is
+    certain. Decoders stop there, which saves most of the cost of chatty answers and changes nothing
+    that is inserted or measured (only the stored raw text is shorter).
+    """
+    lines = [line for line in _split_lines(raw) if _strip_ws(line).replace("\ufffd", "")]
+    return len(lines) >= 2
+
+
+def _split_lines(raw: str) -> list[str]:
+    return re.split("|".join(map(re.escape, LINE_BREAKS)), raw)
 
 
 def postprocess(raw: str, span_in: str, cap: int | None = None) -> PostResult:

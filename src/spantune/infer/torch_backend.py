@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from spantune.infer.base import Prediction
-from spantune.postprocess import postprocess
+from spantune.postprocess import postprocess, settled
 from spantune.prompt import render
 from spantune.schema import SpanExample
 
@@ -27,6 +27,19 @@ def stop_token_ids(tokenizer: Any, model: Any = None) -> list[int]:
             if i is not None and i not in ids:
                 ids.append(int(i))
     return ids
+
+
+def _settled_criterion(tokenizer: Any, prompt_len: int) -> Any:
+    """A transformers stopping criterion: stop once the answer is settled (postprocess.settled)."""
+    import torch
+    from transformers import StoppingCriteria
+
+    class Settled(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            done = [settled(tokenizer.decode(row[prompt_len:].tolist(), skip_special_tokens=True)) for row in input_ids]
+            return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+    return Settled()
 
 
 class TorchCorrector:
@@ -51,13 +64,17 @@ class TorchCorrector:
         """Greedy new token ids for one rendered prompt (stop token excluded)."""
         import torch
 
+        from transformers import StoppingCriteriaList
+
         enc = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False,
                              return_token_type_ids=False).to(self.model.device)
+        prompt_len = enc["input_ids"].shape[1]
         with torch.inference_mode():
             out = self.model.generate(**enc, do_sample=False, max_new_tokens=self.max_new_tokens,
+                                      stopping_criteria=StoppingCriteriaList([_settled_criterion(self.tokenizer, prompt_len)]),
                                       eos_token_id=self.stop_ids, pad_token_id=self.pad_id,
                                       temperature=None, top_p=None, top_k=None)
-        new = out[0, enc["input_ids"].shape[1]:].tolist()
+        new = out[0, prompt_len:].tolist()
         for i, tok in enumerate(new):
             if tok in self.stop_ids:
                 return new[:i]
