@@ -11,9 +11,10 @@ from spantune import __version__
 from spantune.errors import SpantuneError
 
 #: Stage modules that add their own subcommands through ``register(subparsers)``.
-COMMAND_MODULES: list[str] = ["spantune.train", "spantune.evaluate.commands"]
+COMMAND_MODULES: list[str] = ["spantune.train", "spantune.evaluate.commands", "spantune.demo_server", "spantune.export",
+                             "spantune.pipeline"]
 #: Modules that add subcommands under ``spantune data``.
-DATA_COMMAND_MODULES: list[str] = []
+DATA_COMMAND_MODULES: list[str] = ["spantune.data.commands"]
 
 
 def _cmd_fix(args: argparse.Namespace) -> int:

@@ -1,0 +1,4 @@
+// spantune for JavaScript: the prompt contract, post-processing and a Transformers.js span corrector.
+export * from './prompt.js';
+export * from './postprocess.js';
+export { createSpanCorrector, renderPrompt, useLocalFolder } from './corrector.js';

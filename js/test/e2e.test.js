@@ -1,0 +1,49 @@
+// End to end: the exported tiny model through Transformers.js must decode exactly as Python onnxruntime does.
+// Artifacts come from `python -m spantune.export_fixture test/.artifacts` (npm's pretest step).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+import { createSpanCorrector, renderPrompt } from '../src/corrector.js';
+
+const ARTIFACTS = fileURLToPath(new URL('./.artifacts/', import.meta.url));
+const readJsonl = (name) =>
+  readFileSync(ARTIFACTS + name, 'utf8')
+    .split('\n')
+    .filter((line) => line.trim())
+    .map((line) => JSON.parse(line));
+
+if (!existsSync(ARTIFACTS + 'expected.jsonl')) {
+  throw new Error(`${ARTIFACTS}expected.jsonl is missing: run \`npm test\` (its pretest writes it) or ` +
+    '`python -m spantune.export_fixture js/test/.artifacts`');
+}
+const rows = readJsonl('expected.jsonl');
+
+for (const dtype of ['q4', 'fp32']) {
+  test(`Transformers.js ${dtype} decodes like Python onnxruntime ${dtype}`, async (t) => {
+    const corrector = await createSpanCorrector({ modelPath: ARTIFACTS + 'model', dtype, device: 'cpu' });
+    for (const [n, row] of rows.entries()) {
+      await t.test(`example ${n + 1}`, async () => {
+        assert.equal(renderPrompt(corrector.tokenizer, row.example), row.prompt);
+        const ids = Array.from(corrector.tokenizer(row.prompt, { add_special_tokens: false }).input_ids.data, Number);
+        assert.deepEqual(ids, row.prompt_ids);
+        let streamed = '';
+        const got = await corrector.correct(row.example, { onText: (text) => (streamed += text) });
+        const want = row.outputs[dtype];
+        assert.deepEqual(got.tokens, want.tokens);
+        assert.equal(got.raw, want.raw);
+        assert.deepEqual(
+          { text: got.text, overrun: got.overrun, verbose: got.verbose, fallback: got.fallback },
+          want.result,
+        );
+        assert.equal(streamed, got.raw);
+      });
+    }
+  });
+}
+
+test('the artifacts are not degenerate (varied tokens, some runs shorter than the cap)', () => {
+  const tokens = rows.flatMap((row) => row.outputs.q4.tokens);
+  assert.ok(new Set(tokens).size > 20, `only ${new Set(tokens).size} distinct tokens`);
+});

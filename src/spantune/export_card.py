@@ -1,0 +1,107 @@
+"""The README.md model card of an export: where it came from, how faithful each dtype is, how to load it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from spantune.infer.onnx_backend import DTYPE_SUFFIX
+from spantune.prompt import SYSTEM_PROMPT
+
+
+def _source_lines(source: dict[str, Any]) -> list[str]:
+    lines = [f"- Base model: `{source['base']}`"]
+    if source.get("adapter"):
+        lines.append(f"- LoRA adapter merged into the base: `{source['adapter']}`")
+    run = source.get("run")
+    if run:
+        lines.append(f"- Training run: `{run['path']}` (git {run.get('git_commit') or 'unknown'})")
+        for name, data in (run.get("data") or {}).items():
+            lines.append(f"- Training data `{name}`: `{data.get('path')}` (sha256 `{data.get('sha256')}`)")
+    if not source.get("adapter"):
+        lines.append("- Not fine-tuned by spantune (exported as is).")
+    return lines
+
+
+def _parity_lines(parity: dict[str, Any] | None) -> list[str]:
+    if parity is None:
+        return ["Parity was not checked (`--no-verify`)."]
+    lines = [f"Greedy decoding of {parity['examples']} examples from `{parity['data']}` (max {parity['max_new_tokens']} "
+             "new tokens) with PyTorch and with onnxruntime. fp32 must equal PyTorch token for token, with logits "
+             f"within {parity['tolerance']['atol']} + {parity['tolerance']['rtol']} × max |logit|, or the export is refused.",
+             "", "| dtype | same tokens as PyTorch | same tokens as ONNX fp32 | max abs logit diff (vs PyTorch) | seconds |",
+             "|---|---|---|---|---|"]
+    for dtype, r in parity["dtypes"].items():
+        lines.append(f"| {dtype} | {r['same_as_torch']}/{r['examples']} ({r['agreement_torch']:.1%}) | "
+                     f"{r['same_as_fp32']}/{r['examples']} ({r['agreement_fp32']:.1%}) | "
+                     f"{r['max_abs_logit_diff']:.3g} (logit scale {r['logit_scale']:.3g}) | {r['seconds']:.1f} |")
+    return lines
+
+
+def _run_card_lines(run_card: str | None) -> list[str]:
+    """The training run's own card (data, recipe, metrics), its headings moved two levels down."""
+    if not run_card:
+        return []
+    body = [f"##{line}" if line.startswith("#") else line for line in run_card.strip().splitlines()]
+    return ["## Training run", "", "The card written by `spantune train` for this run:", "", *body, ""]
+
+
+def model_card(manifest: dict[str, Any], run_card: str | None = None) -> str:
+    """Markdown card built from the manifest (everything it states is measured or recorded there)."""
+    sizes = manifest["onnx_bytes"]
+    ratio = manifest["size_ratio_vs_fp32"]
+    files = "\n".join(f"| `onnx/model{DTYPE_SUFFIX[d]}.onnx` | {d} | {sizes[d] / 1e6:.1f} MB | {ratio[d]:.0%} |"
+                      for d in manifest["dtypes"])
+    q = manifest["quantization"]
+    versions = ", ".join(f"{k} {v}" for k, v in manifest["packages"].items() if v)
+    return "\n".join([
+        "---",
+        "library_name: transformers.js",
+        "pipeline_tag: text-generation",
+        "tags: [onnx, spantune, grammar-correction]",
+        "---",
+        "",
+        "# spantune span corrector (ONNX)",
+        "",
+        "A small chat model that corrects only the selected span of text and returns just the corrected span. "
+        f"System prompt: `{SYSTEM_PROMPT}`; the user turn holds the context before, the span and the context after "
+        "(built by `spantune.prompt` / `js/src/prompt.js`). Greedy decoding, at most "
+        f"{manifest['generation']['max_new_tokens']} new tokens, stopping at any of {manifest['generation']['eos_token_id']}.",
+        "",
+        "## Source",
+        "",
+        *_source_lines(manifest["source"]),
+        "",
+        "## Files",
+        "",
+        "| file | dtype | size | vs fp32 |",
+        "|---|---|---|---|",
+        files,
+        "",
+        f"4-bit: {q['method']}, block {q['block_size']}, {'symmetric' if q['symmetric'] else 'asymmetric'}, "
+        f"embedding {q['embedding']}. `model.safetensors` holds the merged PyTorch weights. "
+        "`manifest.json` lists the sha256 of every file.",
+        "",
+        "## Parity",
+        "",
+        *_parity_lines(manifest["parity"]),
+        "",
+        *_run_card_lines(run_card),
+        "## Load it",
+        "",
+        "Transformers.js (Node or browser), offline from a local folder:",
+        "",
+        "```js",
+        "import { createSpanCorrector } from 'spantune';  // js/ in the spantune repository",
+        "const corrector = await createSpanCorrector({ modelPath: '/path/to/this/folder', dtype: 'q4' });",
+        "const { text } = await corrector.correct({ ctx_before: 'She said', span_in: 'it are', ctx_after: ' fine.' });",
+        "```",
+        "",
+        "or with Transformers.js directly: `env.allowRemoteModels = false; env.localModelPath = '/path/to/parent';` then "
+        "`AutoModelForCausalLM.from_pretrained('this-folder-name', { dtype: 'q4' })`.",
+        "",
+        "Python: `spantune eval --system onnx:/path/to/this/folder --dtype q4 --data fixtures/span_eval.jsonl`, or "
+        "`spantune.infer.onnx_backend.OnnxCorrector('/path/to/this/folder', dtype='q4')`.",
+        "",
+        f"Exported {manifest['created']} with {versions}.",
+        "",
+    ])

@@ -1,0 +1,176 @@
+"""Artifacts for the JavaScript tests: an exported tiny model and what Python computes on it.
+
+``python -m spantune.export_fixture OUT`` (run by ``npm test``'s pretest step) writes into OUT:
+
+* ``model/``: a tiny random Qwen2 exported by ``spantune export`` (fp32 + q4, parity-checked);
+* ``expected.jsonl``: per prompt, the rendered chat prompt, and Python onnxruntime's greedy token ids,
+  raw text and post-processed result for each dtype — Transformers.js must reproduce them exactly;
+* ``random_cases.jsonl``: seeded random inputs (odd whitespace, «», backslashes, combining marks, emoji,
+  labels) with Python's clip / select / prompt / post-processing results, in prompt_cases.jsonl's format;
+* ``stamp.json``: a hash of the sources and package versions that produced them. A re-run with the same
+  hash does nothing, so the step costs ~1 s when nothing changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import sys
+from pathlib import Path
+from typing import Any
+
+import spantune
+from spantune.errors import SpantuneError
+from spantune.io import atomic_dir, write_json
+from spantune.runinfo import package_versions
+from spantune.schema import SpanExample, dumps, write_jsonl, write_lines
+
+SOURCES = ("prompt.py", "postprocess.py", "schema.py", "tiny.py", "models.py", "export.py", "export_onnx.py",
+           "export_parity.py", "export_card.py", "export_fixture.py", "infer/onnx_backend.py", "infer/torch_backend.py")
+PROMPT_CASES = Path(__file__).resolve().parents[2] / "fixtures" / "prompt_cases.jsonl"
+DTYPES = ("fp32", "q4")
+#: std of the re-initialised weights: the default 0.02 makes a tiny model repeat one token forever,
+#: which would make "same tokens as Python" a check that cannot fail.
+LIVELY_STD = 0.3
+EXTRA_EXAMPLES = [
+    SpanExample(ctx_before="I has", span_in="went to the", ctx_after=" store.", span_out="went to the"),
+    SpanExample(ctx_before="", span_in="Their", ctx_after=" going home now.", span_out="They're"),
+    SpanExample(ctx_before="The results was", span_in="suprising", ctx_after=" to everyone.", span_out="surprising"),
+]
+
+
+def lively_tiny_model(out: Path, seed: int = 0, std: float = LIVELY_STD) -> Path:
+    """The conftest tiny model with weights redrawn at ``std``, so greedy decoding emits varied tokens."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from spantune.tiny import build_tiny_model
+
+    build_tiny_model(out, seed=seed)
+    model = AutoModelForCausalLM.from_pretrained(out)
+    model.config.initializer_range = std
+    torch.manual_seed(seed)
+    model.apply(model._init_weights)
+    model.save_pretrained(out)
+    return out
+
+
+def source_hash() -> str:
+    root = Path(spantune.__file__).parent
+    h = hashlib.sha256()
+    for name in SOURCES:
+        h.update(name.encode() + b"\0" + (root / name).read_bytes())
+    if PROMPT_CASES.is_file():
+        h.update(PROMPT_CASES.read_bytes())
+    h.update(json.dumps(package_versions(), sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def e2e_examples() -> list[SpanExample]:
+    """The prompt cases of fixtures/prompt_cases.jsonl (escaping, astral characters…) plus a few sentences."""
+    out = list(EXTRA_EXAMPLES)
+    if PROMPT_CASES.is_file():
+        for line in PROMPT_CASES.read_text(encoding="utf-8").splitlines():
+            case = json.loads(line)
+            if case["kind"] == "prompt":
+                i = case["input"]
+                out.append(SpanExample(ctx_before=i["ctx_before"], span_in=i["span_in"], ctx_after=i["ctx_after"],
+                                       span_out=i["span_in"], id=case.get("note", "")))
+    return out
+
+
+_PIECES = ["a", "e", "word", "The", "it are", "Span:", "Corrected: ", "answer:", " ", "  ", "\t", "\n", "\r\n",
+           "\u00a0", "\u2009", "\u3000", "\u2028", "\x1c", "\x85", "\ufeff", "«", "»", "\\", "\\n", '"', "'", "“", "”",
+           "`", "„", "e\u0301", "\u0301", "👍", "👍🏽", "👨\u200d👩\u200d👧", "\u200d", "🇫🇷", "☺\ufe0f", "ß", "ſpan:",
+           "İ", "Ω", "日本語", "x" * 30, ".", ",", "!"]
+
+
+def _random_text(rng: random.Random, max_pieces: int) -> str:
+    return "".join(rng.choice(_PIECES) for _ in range(rng.randint(0, max_pieces)))
+
+
+def random_cases(n: int = 300, seed: int = 1234) -> list[dict[str, Any]]:
+    """Python's answers on seeded random inputs; an error becomes ``{"error": message}``."""
+    from spantune.postprocess import postprocess
+    from spantune.prompt import SYSTEM_PROMPT, clip_after, clip_before, select_span, user_message
+
+    rng = random.Random(seed)
+    cases: list[dict[str, Any]] = []
+    for _ in range(n):
+        text = _random_text(rng, 40)
+        limit = rng.choice([0, 1, 5, 10, 20, 60])
+        cases.append({"kind": "clip", "input": {"text": text, "limit": limit},
+                      "expected": {"before": clip_before(text, limit), "after": clip_after(text, limit)}})
+        length = len(text)
+        start = rng.randint(0, length)
+        end = rng.choice([None, start, rng.randint(start, length)])
+        try:
+            b, s, a = select_span(text, start, end)
+            expected: dict[str, Any] = {"ctx_before": b, "span_in": s, "ctx_after": a}
+        except SpantuneError as exc:
+            expected = {"error": str(exc)}
+        cases.append({"kind": "select", "input": {"text": text, "start": start, "end": end}, "expected": expected})
+        fields = {"ctx_before": _random_text(rng, 8), "span_in": _random_text(rng, 4), "ctx_after": _random_text(rng, 8)}
+        cases.append({"kind": "prompt", "input": fields,
+                      "expected": {"system": SYSTEM_PROMPT, "user": user_message(**fields)}})
+        raw, span = _random_text(rng, 12), _random_text(rng, 4)
+        cases.append({"kind": "postprocess", "input": {"raw": raw, "span_in": span},
+                      "expected": postprocess(raw, span).to_dict()})
+    return cases
+
+
+def expected_outputs(model_dir: Path, examples: list[SpanExample]) -> list[dict[str, Any]]:
+    """Python onnxruntime's greedy decode of every example with every dtype."""
+    from spantune.infer.onnx_backend import OnnxCorrector
+    from spantune.prompt import render
+
+    rows = [{"example": ex.to_dict(), "prompt": None, "prompt_ids": None, "outputs": {}} for ex in examples]
+    for dtype in DTYPES:
+        corrector = OnnxCorrector(model_dir, dtype=dtype)
+        for row, ex in zip(rows, examples):
+            pred, out = corrector.correct_greedy(ex)
+            row["prompt"], row["prompt_ids"] = render(corrector.tokenizer, ex), corrector.prompt_ids(ex)
+            row["outputs"][dtype] = {"tokens": out.tokens, "raw": pred.raw, "result": pred.result.to_dict()}
+    return rows
+
+
+def build(out: Path, force: bool = False) -> bool:
+    """(Re)build the artifacts in ``out`` unless its stamp matches; returns whether it built."""
+    from spantune.export import ExportOptions, export_model
+
+    digest = source_hash()
+    stamp = out / "stamp.json"
+    if not force and stamp.is_file() and json.loads(stamp.read_text()).get("sources") == digest:
+        print(f"JS test artifacts in {out} are up to date", file=sys.stderr)
+        return False
+    examples = e2e_examples()
+    with atomic_dir(out) as tmp:
+        lively_tiny_model(tmp / "source")
+        write_jsonl(tmp / "examples.jsonl", examples)
+        export_model(ExportOptions(model=str(tmp / "source"), out=tmp / "model", dtypes=DTYPES,
+                                   verify_data=tmp / "examples.jsonl"))
+        write_lines(tmp / "expected.jsonl", (dumps(r) for r in expected_outputs(tmp / "model", examples)))
+        write_lines(tmp / "random_cases.jsonl", (dumps(c) for c in random_cases()))
+        write_json(tmp / "stamp.json", {"sources": digest})
+    print(f"wrote JS test artifacts to {out}", file=sys.stderr)
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m spantune.export_fixture", description=__doc__.splitlines()[0])
+    parser.add_argument("out", help="artifact folder (js/test/.artifacts)")
+    parser.add_argument("--force", action="store_true", help="rebuild even when the stamp matches")
+    args = parser.parse_args(argv)
+    try:
+        build(Path(args.out), force=args.force)
+    except SpantuneError as exc:
+        print(f"spantune: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,173 @@
+"""ONNX side of ``spantune export``: one merged decoder with past key values, and its quantized twins.
+
+Why this chain (checked with transformers 4.57.6, optimum-onnx 0.1.0, onnxruntime 1.32, Transformers.js 4.3.1):
+
+* optimum-onnx's ``text-generation-with-past`` export gives the single merged decoder Transformers.js runs
+  (inputs ``input_ids``, ``attention_mask``, ``position_ids``, ``past_key_values.N.*``; opset 18).
+* ``no_post_process=True``: optimum's post-processing dedups a tied ``lm_head`` into ``Transpose(embed)``,
+  which the 4-bit quantizer cannot touch. Without it lm_head stays its own MatMul weight and is quantized.
+* 4-bit: onnxruntime's ``MatMulNBitsQuantizer`` (``MatMulNBits``), plus the embedding ``Gather`` turned into
+  ``GatherBlockQuantized`` so q4 reaches ≤ 30 % of fp32 on small models whose embedding dominates.
+  Both are ``com.microsoft`` ops that onnxruntime-web (WASM and WebGPU) and onnxruntime-node implement.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from spantune.errors import SpantuneError
+from spantune.infer.onnx_backend import DTYPE_SUFFIX, onnx_file
+
+TASK = "text-generation-with-past"
+#: protobuf cannot hold a model over 2 GiB; bigger ones keep weights in ``model.onnx_data``.
+_PROTOBUF_LIMIT = 2_000_000_000
+
+
+@dataclass(frozen=True)
+class QuantOptions:
+    """4-bit settings (onnxruntime MatMulNBits): block size, symmetry, whether the embedding is quantized,
+    and which MatMuls (a regex on ONNX node names, e.g. ``self_attn``) keep 8-bit weights instead."""
+
+    block_size: int = 32
+    symmetric: bool = True
+    quantize_embedding: bool = True
+    accuracy_level: int = 4
+    eight_bit: str = ""
+
+    def to_dict(self) -> dict[str, object]:
+        return {"method": "onnxruntime MatMulNBitsQuantizer (RTN)", "bits": 4, "block_size": self.block_size,
+                "symmetric": self.symmetric, "embedding": "GatherBlockQuantized" if self.quantize_embedding else "fp32",
+                "accuracy_level": self.accuracy_level, "eight_bit_nodes": self.eight_bit or None}
+
+
+def export_decoder(merged_dir: Path, model_dir: Path, opset: int | None = None) -> Path:
+    """Export ``merged_dir`` (a saved transformers model) to ``model_dir/onnx/model.onnx``."""
+    from optimum.exporters.onnx import main_export
+    from transformers.utils import logging as hf_logging
+
+    work = model_dir / ".onnx-export"
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # optimum passes the deprecated torch_dtype= and transformers says so
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer warnings about Python bools: expected for this export
+            main_export(str(merged_dir), work, task=TASK, opset=opset, device="cpu", no_post_process=True,
+                        do_validation=False, local_files_only=True)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    target = onnx_file(model_dir, "fp32")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for produced in work.glob("model.onnx*"):  # model.onnx and, over 2 GiB, model.onnx_data
+        shutil.move(str(produced), target.parent / produced.name)
+    shutil.rmtree(work)
+    if not target.is_file():
+        raise SpantuneError(f"the ONNX exporter wrote no model.onnx for {merged_dir}")
+    return target
+
+
+def _save(model: object, path: Path) -> None:
+    """Save a ModelProto, putting weights in ``<name>_data`` only when protobuf's 2 GiB limit requires it."""
+    import onnx
+
+    big = model.ByteSize() > _PROTOBUF_LIMIT  # type: ignore[attr-defined]
+    onnx.save_model(model, str(path), save_as_external_data=big, all_tensors_to_one_file=True,
+                    location=f"{path.name}_data")
+
+
+@contextmanager
+def _quiet_quantizer() -> Iterator[None]:
+    """Silence onnxruntime's quantizers while they run: a log line per node, and a warning that int4 forces
+    opset 21 / IR 10 "may not be valid" — the parity step runs the result and the JS tests load it."""
+    loggers = [logging.getLogger(name) for name in ("", "onnxruntime.quantization.matmul_nbits_quantizer")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # 0/0 on all-zero blocks, masked by np.where
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def quantize_q4(source: Path, target: Path, opts: QuantOptions) -> Path:
+    """4-bit weights for every MatMul (and the embedding): MatMulNBits / GatherBlockQuantized."""
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    model = onnx.load(str(source))
+    common = {"block_size": opts.block_size, "is_symmetric": opts.symmetric, "accuracy_level": opts.accuracy_level}
+    with _quiet_quantizer():
+        if opts.eight_bit:
+            nodes = weight_matmuls(model, opts.eight_bit)
+            if not nodes:
+                raise SpantuneError(f"no MatMul with weights matches {opts.eight_bit!r} (8-bit nodes)")
+            # first pass: only the named nodes, at 8 bits ("-" is no op type: nothing else is picked)
+            first = MatMulNBitsQuantizer(model, bits=8, nodes_to_include=nodes, op_types_to_quantize=("-",), **common)
+            first.process()
+            model = first.model.model
+        ops = ("MatMul", "Gather") if opts.quantize_embedding else ("MatMul",)
+        quantizer = MatMulNBitsQuantizer(model, bits=4, op_types_to_quantize=ops,
+                                         quant_axes=(("MatMul", 0), ("Gather", 1)), **common)
+        quantizer.process()
+    _save(quantizer.model.model, target)
+    return target
+
+
+def weight_matmuls(model: object, pattern: str) -> list[str]:
+    """Names of the MatMul nodes with a constant weight whose name matches ``pattern``."""
+    weights = {init.name for init in model.graph.initializer}  # type: ignore[attr-defined]
+    regex = re.compile(pattern)
+    return [n.name for n in model.graph.node  # type: ignore[attr-defined]
+            if n.op_type == "MatMul" and n.input[1] in weights and regex.search(n.name)]
+
+
+def convert_fp16(source: Path, target: Path) -> Path:
+    """Half-precision weights and activations (inputs/outputs too: Transformers.js reads their types)."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = convert_float_to_float16(onnx.load(str(source)), keep_io_types=False, disable_shape_infer=True)
+    _save(model, target)
+    return target
+
+
+def quantize_int8(source: Path, target: Path) -> Path:
+    """Dynamic 8-bit weights for MatMul (onnxruntime ``quantize_dynamic``; Transformers.js dtype ``int8``)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with _quiet_quantizer():
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
+                         use_external_data_format=source.stat().st_size > _PROTOBUF_LIMIT)
+    return target
+
+
+def build_dtype(model_dir: Path, dtype: str, opts: QuantOptions) -> Path:
+    """Write ``onnx/model{suffix}.onnx`` for ``dtype`` from the fp32 (or fp16) decoder already there."""
+    fp32 = onnx_file(model_dir, "fp32")
+    target = onnx_file(model_dir, dtype)
+    if dtype == "q4":
+        return quantize_q4(fp32, target, opts)
+    if dtype == "fp16":
+        return convert_fp16(fp32, target)
+    if dtype == "q4f16":
+        fp16 = onnx_file(model_dir, "fp16")
+        if not fp16.is_file():
+            raise SpantuneError("q4f16 is quantized from fp16: ask for fp16 too (--dtypes fp16,q4f16)")
+        return quantize_q4(fp16, target, opts)
+    if dtype == "int8":
+        return quantize_int8(fp32, target)
+    raise SpantuneError(f"unknown dtype {dtype!r} (choose {', '.join(DTYPE_SUFFIX)})")
+
+
+def external_data_config(model_dir: Path) -> dict[str, int]:
+    """``transformers.js_config.use_external_data_format`` for decoders whose weights sit in ``*.onnx_data``."""
+    return {p.name.removesuffix("_data"): 1 for p in sorted((model_dir / "onnx").glob("*.onnx_data"))}

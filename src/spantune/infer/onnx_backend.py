@@ -1,0 +1,150 @@
+"""Greedy span correction with an exported ONNX folder, run by onnxruntime directly.
+
+The folder is what ``spantune export`` writes (the layout Transformers.js loads): one merged
+decoder per dtype under ``onnx/`` with inputs ``input_ids``, ``attention_mask``, ``position_ids``
+and ``past_key_values.N.key/value``. Decoding here mirrors Transformers.js: the whole prompt in
+one step, then one token per step with the KV cache, argmax, stop at any end id.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spantune.errors import SpantuneError
+from spantune.infer.base import Prediction
+from spantune.postprocess import postprocess
+from spantune.prompt import render
+from spantune.schema import SpanExample
+
+#: Transformers.js file suffix of each dtype (``onnx/model{suffix}.onnx``).
+DTYPE_SUFFIX = {"fp32": "", "fp16": "_fp16", "q4": "_q4", "q4f16": "_q4f16", "int8": "_int8"}
+_NUMPY_TYPE = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+
+
+def onnx_file(model_dir: str | Path, dtype: str) -> Path:
+    """Path of the ONNX decoder for ``dtype`` inside an export folder."""
+    if dtype not in DTYPE_SUFFIX:
+        raise SpantuneError(f"unknown ONNX dtype {dtype!r} (choose {', '.join(DTYPE_SUFFIX)})")
+    return Path(model_dir) / "onnx" / f"model{DTYPE_SUFFIX[dtype]}.onnx"
+
+
+@dataclass
+class Greedy:
+    """Result of one greedy decode: new token ids (stop token excluded) and, if asked, each step's logits."""
+
+    tokens: list[int]
+    logits: list[np.ndarray] = field(default_factory=list)
+    stopped: bool = False
+
+
+class OnnxDecoder:
+    """One onnxruntime session over a merged decoder with past key values."""
+
+    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file():
+            raise SpantuneError(f"{path} not found: export the model with `spantune export` (and this dtype)")
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        opts.log_severity_level = 3
+        self.path = path
+        self.session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        self.past_names = [n for n in inputs if n.startswith("past_key_values.")]
+        missing = {"input_ids", "attention_mask", "position_ids"} - set(inputs)
+        if missing or not self.past_names:
+            raise SpantuneError(f"{path} is not a decoder with past key values (missing {sorted(missing) or 'past'})")
+        self.past_shapes = {n: inputs[n].shape for n in self.past_names}
+        self.past_dtype = _NUMPY_TYPE[inputs[self.past_names[0]].type]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def _empty_past(self) -> dict[str, np.ndarray]:
+        # shapes are [batch, kv_heads, past_len, head_dim] with the symbolic dims as strings
+        return {n: np.zeros((1, shape[1], 0, shape[3]), dtype=self.past_dtype) for n, shape in self.past_shapes.items()}
+
+    def greedy(self, prompt_ids: list[int], max_new_tokens: int, stop_ids: Iterable[int],
+               keep_logits: bool = False) -> Greedy:
+        """Greedy decoding with the KV cache; ``keep_logits`` returns each step's float32 logits."""
+        stop = set(stop_ids)
+        ids = np.asarray([prompt_ids], dtype=np.int64)
+        past = self._empty_past()
+        length = 0
+        result = Greedy(tokens=[])
+        for _ in range(max_new_tokens):
+            step = ids.shape[1]
+            feeds = {"input_ids": ids,
+                     "attention_mask": np.ones((1, length + step), dtype=np.int64),
+                     "position_ids": np.arange(length, length + step, dtype=np.int64)[None, :],
+                     **past}
+            outputs = dict(zip(self.output_names, self.session.run(None, feeds)))
+            logits = outputs["logits"][0, -1].astype(np.float32)
+            if keep_logits:
+                result.logits.append(logits)
+            token = int(logits.argmax())
+            if token in stop:
+                result.stopped = True
+                break
+            result.tokens.append(token)
+            length += step
+            ids = np.asarray([[token]], dtype=np.int64)
+            past = {name: outputs[name.replace("past_key_values.", "present.")] for name in self.past_names}
+        return result
+
+
+def stop_ids_from_folder(model_dir: Path, tokenizer: Any) -> list[int]:
+    """End ids written by the export (generation_config.json), else the tokenizer's."""
+    from spantune.infer.torch_backend import stop_token_ids
+
+    gen = model_dir / "generation_config.json"
+    ids = json.loads(gen.read_text()).get("eos_token_id") if gen.is_file() else None
+    if ids is None:
+        return stop_token_ids(tokenizer)
+    return [int(i) for i in (ids if isinstance(ids, list) else [ids])]
+
+
+class OnnxCorrector:
+    """The :class:`~spantune.infer.base.Corrector` for an exported folder (``--system onnx:DIR``)."""
+
+    def __init__(self, model_dir: str | Path, dtype: str = "q4", max_new_tokens: int = 32,
+                 threads: int | None = None, name: str | None = None) -> None:
+        from transformers import AutoTokenizer
+
+        self.model_dir = Path(model_dir)
+        if not (self.model_dir / "tokenizer.json").is_file():
+            raise SpantuneError(f"{self.model_dir} is not an exported model folder (no tokenizer.json)")
+        self.tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir))
+        self.decoder = OnnxDecoder(onnx_file(self.model_dir, dtype), threads=threads)
+        self.dtype = dtype
+        self.max_new_tokens = max_new_tokens
+        self.stop_ids = stop_ids_from_folder(self.model_dir, self.tokenizer)
+        self.name = name or f"onnx:{self.model_dir}:{dtype}"
+
+    def prompt_ids(self, example: SpanExample) -> list[int]:
+        """Token ids of the rendered prompt (the chat template already holds the special tokens)."""
+        return self.tokenizer(render(self.tokenizer, example), add_special_tokens=False)["input_ids"]
+
+    def correct_greedy(self, example: SpanExample, keep_logits: bool = False) -> tuple[Prediction, Greedy]:
+        """The prediction and the decode behind it (token ids, and each step's logits if asked)."""
+        t0 = time.perf_counter()
+        out = self.decoder.greedy(self.prompt_ids(example), self.max_new_tokens, self.stop_ids, keep_logits)
+        raw = self.tokenizer.decode(out.tokens, skip_special_tokens=True)
+        latency = time.perf_counter() - t0
+        pred = Prediction(raw=raw, result=postprocess(raw, example.span_in), latency_s=latency,
+                          new_tokens=len(out.tokens))
+        return pred, out
+
+    def correct(self, example: SpanExample) -> Prediction:
+        return self.correct_greedy(example)[0]
+
+    def correct_batch(self, examples: Iterable[SpanExample]) -> list[Prediction]:
+        return [self.correct(ex) for ex in examples]

@@ -1,0 +1,182 @@
+"""``spantune demo`` orchestration: steps cached by input hash, resumed after interruption, honest tables."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from spantune.errors import SpantuneError
+from spantune.pipeline import (
+    Contender,
+    Demo,
+    DemoConfig,
+    StepCache,
+    fingerprint,
+    invoke,
+    side_by_side,
+)
+
+
+def _cache(tmp_path: Path, force: bool = False) -> StepCache:
+    return StepCache(tmp_path, force, Console(file=io.StringIO()))
+
+
+class Recorder:
+    """A step function that counts its calls and can fail once, like a killed step."""
+
+    def __init__(self, out: Path, fail: bool = False) -> None:
+        self.out, self.fail, self.calls = out, fail, []
+
+    def __call__(self, resume: bool) -> dict:
+        self.calls.append(resume)
+        if self.fail:
+            self.fail = False
+            raise KeyboardInterrupt
+        self.out.write_text("x")
+        return {"value": len(self.calls), "outputs": [str(self.out)]}
+
+
+def test_fingerprint_is_order_independent_and_sensitive() -> None:
+    assert fingerprint({"a": 1, "b": [1, 2]}) == fingerprint({"b": [1, 2], "a": 1})
+    assert fingerprint({"a": 1}) != fingerprint({"a": 2})
+
+
+def test_finished_step_is_skipped_until_its_inputs_change(tmp_path: Path) -> None:
+    step = Recorder(tmp_path / "out.txt")
+    first = _cache(tmp_path).run("s", "step", {"x": 1}, step)
+    again = _cache(tmp_path).run("s", "step", {"x": 1}, step)  # a new process reads state.json
+    assert step.calls == [False]
+    assert again == first and again.result["value"] == 1
+    changed = _cache(tmp_path).run("s", "step", {"x": 2}, step)
+    assert step.calls == [False, False] and changed.key != first.key
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["steps"]["s"]["status"] == "done" and state["steps"]["s"]["inputs"] == {"x": 2}
+
+
+def test_missing_outputs_or_force_rerun_the_step(tmp_path: Path) -> None:
+    step = Recorder(tmp_path / "out.txt")
+    _cache(tmp_path).run("s", "step", {"x": 1}, step)
+    (tmp_path / "out.txt").unlink()
+    _cache(tmp_path).run("s", "step", {"x": 1}, step)
+    _cache(tmp_path, force=True).run("s", "step", {"x": 1}, step)
+    assert step.calls == [False, False, False]
+
+
+def test_interrupted_step_resumes_only_with_the_same_key(tmp_path: Path) -> None:
+    step = Recorder(tmp_path / "out.txt", fail=True)
+    with pytest.raises(KeyboardInterrupt):
+        _cache(tmp_path).run("s", "step", {"x": 1}, step)
+    assert json.loads((tmp_path / "state.json").read_text())["steps"]["s"]["status"] == "running"
+    _cache(tmp_path).run("s", "step", {"x": 1}, step)
+    assert step.calls == [False, True]
+
+    other = Recorder(tmp_path / "other.txt", fail=True)
+    with pytest.raises(KeyboardInterrupt):
+        _cache(tmp_path).run("t", "step", {"x": 1}, other)
+    _cache(tmp_path).run("t", "step", {"x": 9}, other)  # inputs changed meanwhile: start over
+    assert other.calls == [False, False]
+
+
+def test_a_failed_stage_command_is_one_error(tmp_path: Path) -> None:
+    def register(sub):
+        p = sub.add_parser("thing")
+        p.add_argument("--code", type=int, default=0)
+        p.set_defaults(func=lambda args: args.code)
+
+    invoke(register, ["thing"])
+    with pytest.raises(SpantuneError, match=r"spantune thing --code 1. failed \(exit 1\)"):
+        invoke(register, ["thing", "--code", "1"])
+    with pytest.raises(KeyboardInterrupt):
+        invoke(register, ["thing", "--code", "130"])
+
+
+def test_bad_demo_config_names_the_key(tmp_path: Path) -> None:
+    from spantune.cli import main  # noqa: F401  (the lead's CLI must list spantune.pipeline)
+    from spantune.pipeline import cmd_demo
+
+    cfg = tmp_path / "demo.yaml"
+    cfg.write_text("eval:\n  limt: 5\n")
+    ns = type("Args", (), {"config": str(cfg), "set": [], "force": False})()
+    with pytest.raises(SpantuneError, match="unknown config key eval.limt"):
+        cmd_demo(ns)
+    cfg.write_text("eval:\n  limit: five\n")
+    with pytest.raises(SpantuneError, match="config key eval.limit"):
+        cmd_demo(ns)
+
+
+def test_identity_eval_is_real_and_cached(tmp_path: Path, golden_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The eval step runs `spantune eval` in-process; the identity row's EM is the golden set's no-op share."""
+    from spantune.schema import read_jsonl
+
+    cfg = DemoConfig(run_dir=str(tmp_path / "run"))
+    cfg.eval.golden = str(golden_path)
+    cfg.eval.real = False
+    sets = {"golden": (str(golden_path), "digest")}
+    demo = Demo(cfg, force=False, console=Console(file=io.StringIO()))
+    demo.evaluate(6, Contender("identity", "identity"), sets)
+    examples = read_jsonl(golden_path)
+    noop = sum(ex.span_in == ex.span_out for ex in examples) / len(examples)
+    result = demo.evals[("identity", "golden")]
+    assert result["n"] == len(examples)
+    assert result["metrics"]["exact_match"] == pytest.approx(noop)
+    assert Path(result["report"]).is_file()
+
+    import spantune.evaluate.commands as commands
+
+    monkeypatch.setattr(commands, "cmd_eval", lambda args: pytest.fail("cached step ran again"))
+    again = Demo(cfg, force=False, console=Console(file=io.StringIO()))
+    again.evaluate(6, Contender("identity", "identity"), sets)
+    assert again.evals[("identity", "golden")] == result
+    rows = side_by_side(again.evals, "golden")
+    assert rows[0][0] == "identity" and rows[0][1] == f"{100 * noop:.1f}%"
+
+
+@pytest.mark.slow
+def test_demo_end_to_end_on_the_tiny_model(tmp_path: Path, tiny_model_dir: Path, golden_path: Path,
+                                           jfleg_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every step on a tiny random model and a small data build; the second run is served from the cache."""
+    import shutil
+
+    from spantune import pipeline
+
+    cfg = DemoConfig(model=str(tiny_model_dir), run_dir=str(tmp_path / "run"))
+    cfg.data.out = str(tmp_path / "run" / "data")
+    cfg.data.overrides = ["--synthetic.examples", "300", "--aligner", "difflib"]
+    cfg.train.overrides = ["--train.max_steps", "3", "--train.save_steps", "3", "--train.max_minutes", "null",
+                           "--train.threads", "1", "--eval.steps", "0"]
+    cfg.eval.golden = str(golden_path)
+    cfg.eval.limit = 4
+    cfg.export.verify_limit = 2
+    cfg.node.limit = 3
+    cfg.node.enabled = shutil.which("node") is not None and (pipeline.JS_DIR / "node_modules").is_dir()
+
+    report = pipeline.run_demo(cfg)
+    text = report.read_text()
+    rows = ["untuned", "tuned", "identity", "Harper", "tuned q4 (onnxruntime)"]
+    rows += ["tuned q4 (Transformers.js)"] if cfg.node.enabled else []
+    for label in rows:
+        assert f"| {label} |" in text
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert all(step["status"] == "done" for step in state["steps"].values())
+    assert (tmp_path / "run" / "train" / "adapter" / "adapter_config.json").is_file()
+    assert (tmp_path / "run" / "export" / "onnx" / "model_q4.onnx").is_file()
+
+    def refuse(*args, **kwargs):
+        pytest.fail("a cached step ran again")
+
+    for name in ("run_node_harness", "invoke"):
+        monkeypatch.setattr(pipeline, name, refuse)
+    monkeypatch.setattr("spantune.train.run_training", refuse)
+    monkeypatch.setattr("spantune.export.export_model", refuse)
+    monkeypatch.setattr("spantune.data.build.run_build", refuse)
+    def results(report: str) -> str:  # the tables and facts; the timing lines differ by design
+        return report[report.index("## golden"):report.index("## Steps")]
+
+    again = pipeline.run_demo(cfg).read_text()
+    assert results(again) == results(text)
+    assert "- time: 0 s in this run" in again
