@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 
-from conftest import FIXTURES
+from pathlib import Path
 from spantune.postprocess import postprocess
 from spantune.prompt import SYSTEM_PROMPT, clip_after, clip_before, select_span, user_message
 
 
 def test_python_reproduces_every_case() -> None:
-    cases = [json.loads(line) for line in (FIXTURES / "prompt_cases.jsonl").read_text(encoding="utf-8").splitlines()]
+    path = Path(__file__).resolve().parents[1] / "fixtures" / "prompt_cases.jsonl"
+    cases = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     assert {c["kind"] for c in cases} == {"prompt", "clip", "select", "postprocess"}
     for c in cases:
         i, exp = c["input"], c["expected"]
