@@ -1,11 +1,11 @@
-"""Per-span CPU latency of an export: PyTorch fp32 (baseline), onnxruntime fp32 and q4, Transformers.js q4 (Node).
+"""Per-span CPU latency of an export: PyTorch fp32 (baseline), onnxruntime fp32/q4/q8, Transformers.js q4/q8 (Node).
 
     python benchmarks/latency.py --export EXPORT_DIR [--data fixtures/span_eval.jsonl] [--limit 50] [--threads 1]
 
 Every backend corrects the same spans in the same run, one at a time, after one warm-up span, with the
 same thread count. A span's latency is the whole ``correct()`` call: prompt rendering, tokenization,
 greedy decoding with the KV cache, post-processing. PyTorch loads the merged ``model.safetensors`` that
-the export keeps beside ``onnx/``, so all four run the same weights. Prints a Markdown table with p50/p95,
+the export keeps beside ``onnx/``, so all run the same weights (q8 rows appear when the export has q8). Prints a Markdown table with p50/p95,
 mean new tokens, ms per new token, and each p50 as a ratio of PyTorch fp32's (the baseline); ``--json``
 writes the raw latencies.
 """
@@ -76,7 +76,7 @@ def main() -> int:
 
     import torch
 
-    from spantune.infer.onnx_backend import OnnxCorrector
+    from spantune.infer.onnx_backend import OnnxCorrector, onnx_file
     from spantune.infer.torch_backend import TorchCorrector
     from spantune.schema import read_jsonl
 
@@ -85,10 +85,11 @@ def main() -> int:
     runs: dict[str, dict[str, Any]] = {}
     print(f"timing {len(examples)} spans from {args.data} on {args.threads} thread(s)...", file=sys.stderr)
     runs["PyTorch fp32"] = time_python(TorchCorrector.load(str(args.export), device="cpu", dtype="fp32"), examples)
-    for dtype in ("fp32", "q4"):
+    quantized = [d for d in ("q4", "q8") if onnx_file(args.export, d).is_file()]
+    for dtype in ("fp32", *quantized):
         runs[f"onnxruntime {dtype}"] = time_python(OnnxCorrector(args.export, dtype=dtype, threads=args.threads), examples)
-    if not args.skip_node:
-        runs["Transformers.js q4 (Node)"] = time_node(args.export, "q4", examples, args.threads)
+    for dtype in [] if args.skip_node else quantized:
+        runs[f"Transformers.js {dtype} (Node)"] = time_node(args.export, dtype, examples, args.threads)
 
     base = statistics.median(runs["PyTorch fp32"]["latency_s"])
     rows = [summary(name, result, base) for name, result in runs.items()]
@@ -99,9 +100,11 @@ def main() -> int:
     for r in rows:
         print(f"| {r['backend']} | {r['spans']} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['mean_new_tokens']:.1f} | "
               f"{r['ms_per_token']:.1f} | {r['p50_vs_torch']:.2f}× |")
-    if "Transformers.js q4 (Node)" in runs:
-        same = sum(a == b for a, b in zip(runs["onnxruntime q4"]["texts"], runs["Transformers.js q4 (Node)"]["texts"]))
-        print(f"\nTransformers.js q4 and onnxruntime q4 (Python) gave the same span on {same}/{len(examples)} examples.")
+    for dtype in quantized:
+        node = runs.get(f"Transformers.js {dtype} (Node)")
+        if node:
+            same = sum(a == b for a, b in zip(runs[f"onnxruntime {dtype}"]["texts"], node["texts"]))
+            print(f"\nTransformers.js {dtype} and onnxruntime {dtype} (Python) gave the same span on {same}/{len(examples)}.")
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "runs": runs}, indent=1))
     return 0

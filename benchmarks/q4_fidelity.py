@@ -27,14 +27,17 @@ VARIANTS = {
     "block16": {"block_size": 16},
     "asymmetric": {"symmetric": False},
     "asymmetric-block16": {"symmetric": False, "block_size": 16},
+    "lm_head-8bit": {"eight_bit": "lm_head"},
+    "lm_head+attention-8bit": {"eight_bit": "lm_head|self_attn"},
     "attention-8bit": {"eight_bit": "self_attn"},
     "all-linear-8bit": {"eight_bit": "layers"},
+    "all-matmul-8bit": {"eight_bit": "MatMul"},
 }
 
 
 def variant_folder(export: Path, tmp: Path, name: str, base_options: dict[str, Any]) -> Path:
     """An export folder whose onnx/model_q4.onnx is quantized with ``VARIANTS[name]`` changed."""
-    from spantune.export_onnx import QuantOptions, quantize_q4
+    from spantune.export_onnx import QuantOptions, quantize_weights
 
     if VARIANTS[name] is None:
         return export
@@ -43,7 +46,7 @@ def variant_folder(export: Path, tmp: Path, name: str, base_options: dict[str, A
     for item in export.iterdir():
         if item.is_file():
             (folder / item.name).symlink_to(item.resolve())
-    quantize_q4(export / "onnx" / "model.onnx", folder / "onnx" / "model_q4.onnx",
+    quantize_weights(export / "onnx" / "model.onnx", folder / "onnx" / "model_q4.onnx",
                 QuantOptions(**{**base_options, **VARIANTS[name]}))
     return folder
 
@@ -76,7 +79,7 @@ def main() -> int:
         raise SystemExit(f"--variants: unknown {', '.join(sorted(unknown))} (choose from {', '.join(VARIANTS)})")
     examples = read_jsonl(args.data, clip=True)[: args.limit]
     manifest = json.loads((args.export / "manifest.json").read_text())
-    q = manifest["quantization"]
+    q = manifest["quantization"]["q4"]
     base_options = {"block_size": q["block_size"], "symmetric": q["symmetric"],
                     "quantize_embedding": q["embedding"] != "fp32", "accuracy_level": q["accuracy_level"],
                     "eight_bit": q.get("eight_bit_nodes") or ""}

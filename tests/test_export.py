@@ -16,7 +16,7 @@ from spantune.io import sha256_file
 from spantune.schema import write_jsonl
 
 LAYOUT = ["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors",
-          "onnx/model.onnx", "onnx/model_q4.onnx", "README.md", "manifest.json"]
+          "onnx/model.onnx", "onnx/model_q4.onnx", "onnx/model_quantized.onnx", "README.md", "manifest.json"]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def lively_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def exported(lively_dir: Path, examples_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("export") / "tiny-onnx"
-    export_model(ExportOptions(model=str(lively_dir), out=out, verify_data=examples_file))
+    export_model(ExportOptions(model=str(lively_dir), out=out, dtypes=("fp32", "q4", "q8"), verify_data=examples_file))
     return out
 
 
@@ -81,18 +81,33 @@ def test_fp32_equals_pytorch_exactly(exported: Path, lively_dir: Path) -> None:
     assert parity["max_abs_logit_diff"] < 1e-3
 
 
-def test_q4_is_4bit_and_decodes(exported: Path) -> None:
+@pytest.mark.parametrize(("dtype", "bits"), [("q4", 4), ("q8", 8)])
+def test_quantized_weights_and_decoding(exported: Path, dtype: str, bits: int) -> None:
     import onnx
 
-    from spantune.infer.onnx_backend import OnnxCorrector
+    from spantune.infer.onnx_backend import OnnxCorrector, onnx_file
 
-    graph = onnx.load(str(exported / "onnx" / "model_q4.onnx")).graph
+    graph = onnx.load(str(onnx_file(exported, dtype))).graph
     ops = {n.op_type for n in graph.node}
     assert {"MatMulNBits", "GatherBlockQuantized"} <= ops
+    assert {a.i for n in graph.node if n.op_type == "MatMulNBits" for a in n.attribute if a.name == "bits"} == {bits}
     weights = {i.name for i in graph.initializer}
     assert not [n for n in graph.node if n.op_type == "MatMul" and set(n.input) & weights], "fp32 MatMul weight left"
-    pred = OnnxCorrector(exported, dtype="q4").correct(EXTRA_EXAMPLES[0])
+    pred = OnnxCorrector(exported, dtype=dtype).correct(EXTRA_EXAMPLES[0])
     assert pred.new_tokens > 0 and pred.latency_s > 0
+
+
+def test_eight_bit_nodes_option(exported: Path, tmp_path: Path) -> None:
+    import onnx
+
+    from spantune.export_onnx import QuantOptions, quantize_weights
+
+    out = quantize_weights(exported / "onnx" / "model.onnx", tmp_path / "mixed.onnx", QuantOptions(eight_bit="lm_head"))
+    bits = {n.name: a.i for n in onnx.load(str(out)).graph.node if n.op_type == "MatMulNBits"
+            for a in n.attribute if a.name == "bits"}
+    assert bits.pop("/lm_head/MatMul_Q8") == 8 and set(bits.values()) == {4}
+    with pytest.raises(SpantuneError, match="no MatMul"):
+        quantize_weights(exported / "onnx" / "model.onnx", tmp_path / "x.onnx", QuantOptions(eight_bit="nothing"))
 
 
 def test_parity_catches_a_lost_rope_theta(tiny_model_dir: Path, examples_file: Path, tmp_path: Path) -> None:
@@ -172,7 +187,7 @@ def test_interrupted_export_leaves_no_folder(tiny_model_dir: Path, tmp_path: Pat
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(spantune.export_onnx, "quantize_q4", interrupted)
+    monkeypatch.setattr(spantune.export_onnx, "quantize_weights", interrupted)
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
         export_model(ExportOptions(model=str(tiny_model_dir), out=out, verify=False))

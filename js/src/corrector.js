@@ -1,12 +1,28 @@
 // Span correction with an exported spantune folder through Transformers.js, offline.
 // Same contract as Python's OnnxCorrector: chat-template prompt from prompt.js, greedy decoding
-// (generation_config.json: do_sample false, max_new_tokens, every end id), post-processing from postprocess.js.
+// (generation_config.json: do_sample false, max_new_tokens, every end id; stop early once settled), and
+// post-processing from postprocess.js.
 // Runs in Node (onnxruntime-node) and in browsers (the demo's worker loads this very file).
 
-import { AutoModelForCausalLM, AutoTokenizer, TextStreamer, env } from '@huggingface/transformers';
+import { AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, TextStreamer, env } from '@huggingface/transformers';
 
 import { buildMessages } from './prompt.js';
-import { postProcess } from './postprocess.js';
+import { postProcess, settled } from './postprocess.js';
+
+/** Stop once the post-processed answer is settled (Python: TorchCorrector / OnnxCorrector do the same). */
+class SettledCriteria extends StoppingCriteria {
+  constructor(tokenizer, promptLength) {
+    super();
+    this.tokenizer = tokenizer;
+    this.promptLength = promptLength;
+  }
+
+  _call(inputIds) {
+    return inputIds.map((ids) =>
+      settled(this.tokenizer.decode(ids.slice(this.promptLength).map(Number), { skip_special_tokens: true })),
+    );
+  }
+}
 
 /**
  * Point Transformers.js at a local export folder with remote loading off. `modelPath` is a filesystem
@@ -62,13 +78,14 @@ export async function createSpanCorrector({
     const streamer = onText
       ? new TextStreamer(tokenizer, { skip_prompt: true, skip_special_tokens: true, callback_function: onText })
       : undefined;
+    const promptLength = inputs.input_ids.dims[1];
     const output = await model.generate({
       ...inputs,
       do_sample: false,
       ...(maxNewTokens ? { max_new_tokens: maxNewTokens } : {}),
+      stopping_criteria: [new SettledCriteria(tokenizer, promptLength)],
       streamer,
     });
-    const promptLength = inputs.input_ids.dims[1];
     const generated = Array.from(output.slice(0, [promptLength, null]).data, Number);
     const end = generated.findIndex((tok) => stopIds.includes(tok));
     const tokens = end === -1 ? generated : generated.slice(0, end);

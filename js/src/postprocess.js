@@ -1,6 +1,7 @@
 // Post-processing, mirrored byte for byte from src/spantune/postprocess.py (definitions live there):
 // first non-blank line; echoed labels and wrapping quotes/«» removed unless the span has them;
-// a length cap of max(2 × len, len + 20) code points; on overrun or an empty answer, span_in unchanged.
+// a length cap of max(2 × len, len + 20) code points; on overrun or an empty answer, span_in unchanged;
+// settled(raw): the early-stop test the decoders share.
 
 import { LINE_BREAKS, WHITESPACE } from './prompt.js';
 
@@ -69,6 +70,14 @@ function unwrap(candidate, spanCore) {
     candidate = stripWs(candidate.slice(pair[0].length, candidate.length - pair[1].length));
     stripped = true;
   }
+}
+
+/**
+ * True once more output cannot change postProcess's result for any span: a second line with content
+ * has begun (U+FFFD from a partly decoded character does not count as content). Decoders stop there.
+ */
+export function settled(raw) {
+  return raw.split(LINE_SPLIT).filter((line) => stripWs(line).replaceAll('\ufffd', '')).length >= 2;
 }
 
 /**

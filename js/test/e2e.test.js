@@ -20,7 +20,7 @@ if (!existsSync(ARTIFACTS + 'expected.jsonl')) {
 }
 const rows = readJsonl('expected.jsonl');
 
-for (const dtype of ['q4', 'fp32']) {
+for (const dtype of ['q4', 'q8', 'fp32']) {
   test(`Transformers.js ${dtype} decodes like Python onnxruntime ${dtype}`, async (t) => {
     const corrector = await createSpanCorrector({ modelPath: ARTIFACTS + 'model', dtype, device: 'cpu' });
     for (const [n, row] of rows.entries()) {

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 import { buildPrompt, clipAfter, clipBefore, selectSpan } from '../src/prompt.js';
-import { postProcess } from '../src/postprocess.js';
+import { postProcess, settled } from '../src/postprocess.js';
 
 const FILE = fileURLToPath(new URL('./.artifacts/random_cases.jsonl', import.meta.url));
 const cases = readFileSync(FILE, 'utf8')
@@ -27,6 +27,8 @@ function answer(c) {
       }
     case 'prompt':
       return buildPrompt(i);
+    case 'settled':
+      return settled(i.raw);
     default:
       return postProcess(i.raw, i.span_in);
   }

@@ -28,13 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from spantune.errors import SpantuneError
-from spantune.export_onnx import QuantOptions
+from spantune.export_onnx import QuantOptions, dtype_quant
 from spantune.infer.onnx_backend import DTYPE_SUFFIX, onnx_file
 
 DEFAULT_DTYPES = ("fp32", "q4")
 DEFAULT_VERIFY_DATA = Path("fixtures/span_eval.jsonl")
 #: Build order: q4f16 is made from fp16.
-DTYPE_ORDER = ("fp32", "fp16", "q4", "q4f16", "int8")
+DTYPE_ORDER = ("fp32", "fp16", "q4", "q4f16", "q8", "int8")
 
 
 @dataclass
@@ -235,7 +235,7 @@ def export_model(opts: ExportOptions) -> dict[str, Any]:
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "source": source,
                 "dtypes": list(opts.dtypes),
-                "quantization": opts.quant.to_dict(),
+                "quantization": {d: q.to_dict() for d in opts.dtypes if (q := dtype_quant(d, opts.quant))},
                 "onnx_bytes": sizes,
                 "size_ratio_vs_fp32": {d: round(s / sizes["fp32"], 4) for d, s in sizes.items()},
                 "generation": {"do_sample": False, "max_new_tokens": gen.max_new_tokens, "eos_token_id": gen.eos_token_id},
@@ -290,7 +290,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     opts = ExportOptions(
         model=args.model, out=Path(args.out), dtypes=parse_dtypes(args.dtypes),
         quant=QuantOptions(block_size=args.block_size, symmetric=not args.asymmetric,
-                           quantize_embedding=not args.keep_embedding),
+                           quantize_embedding=not args.keep_embedding, eight_bit=args.eight_bit,
+                           accuracy_level=args.accuracy_level),
         verify=not args.no_verify, verify_data=Path(args.verify_data), verify_limit=args.verify_limit,
         max_new_tokens=args.max_new_tokens, opset=args.opset)
     if opts.quant.block_size < 16 or opts.quant.block_size & (opts.quant.block_size - 1):
@@ -314,6 +315,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--asymmetric", action="store_true", help="4-bit with zero points instead of symmetric")
     p.add_argument("--keep-embedding", action="store_true",
                    help="leave the embedding in fp32 (bigger q4 file; measures what quantizing it costs)")
+    p.add_argument("--accuracy-level", type=int, choices=(0, 1, 2, 3, 4), default=QuantOptions.accuracy_level,
+                   help="MatMulNBits compute precision: 1 fp32 (default; browsers compute in fp32 anyway), 4 int8")
+    p.add_argument("--eight-bit", default="", metavar="REGEX",
+                   help="q4: MatMuls whose ONNX node name matches keep 8-bit weights (e.g. 'lm_head|self_attn')")
     p.add_argument("--no-verify", action="store_true", help="skip the PyTorch/onnxruntime parity check")
     p.add_argument("--verify-data", default=str(DEFAULT_VERIFY_DATA), help="span JSONL for the parity check (default %(default)s)")
     p.add_argument("--verify-limit", type=int, default=None, help="check only the first N examples")

@@ -22,6 +22,17 @@ def _source_lines(source: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _quant_lines(quantization: dict[str, dict[str, Any]]) -> list[str]:
+    lines = []
+    for dtype, q in quantization.items():
+        pattern = q["eight_bit_nodes"]
+        eight = ("8-bit MatMuls" if pattern == "." else f"8-bit MatMuls matching `{pattern}`, the others 4-bit"
+                 if pattern else "4-bit MatMuls")
+        lines.append(f"- {dtype}: {q['method']}: {eight}, block {q['block_size']}, "
+                     f"{'symmetric' if q['symmetric'] else 'asymmetric'}, embedding {q['embedding']}")
+    return lines
+
+
 def _parity_lines(parity: dict[str, Any] | None) -> list[str]:
     if parity is None:
         return ["Parity was not checked (`--no-verify`)."]
@@ -51,7 +62,6 @@ def model_card(manifest: dict[str, Any], run_card: str | None = None) -> str:
     ratio = manifest["size_ratio_vs_fp32"]
     files = "\n".join(f"| `onnx/model{DTYPE_SUFFIX[d]}.onnx` | {d} | {sizes[d] / 1e6:.1f} MB | {ratio[d]:.0%} |"
                       for d in manifest["dtypes"])
-    q = manifest["quantization"]
     versions = ", ".join(f"{k} {v}" for k, v in manifest["packages"].items() if v)
     return "\n".join([
         "---",
@@ -77,9 +87,9 @@ def model_card(manifest: dict[str, Any], run_card: str | None = None) -> str:
         "|---|---|---|---|",
         files,
         "",
-        f"4-bit: {q['method']}, block {q['block_size']}, {'symmetric' if q['symmetric'] else 'asymmetric'}, "
-        f"embedding {q['embedding']}. `model.safetensors` holds the merged PyTorch weights. "
-        "`manifest.json` lists the sha256 of every file.",
+        *_quant_lines(manifest["quantization"]),
+        "",
+        "`model.safetensors` holds the merged PyTorch weights. `manifest.json` lists the sha256 of every file.",
         "",
         "## Parity",
         "",

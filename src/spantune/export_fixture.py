@@ -29,7 +29,7 @@ from spantune.schema import SpanExample, dumps, write_jsonl, write_lines
 SOURCES = ("prompt.py", "postprocess.py", "schema.py", "tiny.py", "models.py", "export.py", "export_onnx.py",
            "export_parity.py", "export_card.py", "export_fixture.py", "infer/onnx_backend.py", "infer/torch_backend.py")
 PROMPT_CASES = Path(__file__).resolve().parents[2] / "fixtures" / "prompt_cases.jsonl"
-DTYPES = ("fp32", "q4")
+DTYPES = ("fp32", "q4", "q8")
 #: std of the re-initialised weights: the default 0.02 makes a tiny model repeat one token forever,
 #: which would make "same tokens as Python" a check that cannot fail.
 LIVELY_STD = 0.3
@@ -82,7 +82,7 @@ def e2e_examples() -> list[SpanExample]:
 
 _PIECES = ["a", "e", "word", "The", "it are", "Span:", "Corrected: ", "answer:", " ", "  ", "\t", "\n", "\r\n",
            "\u00a0", "\u2009", "\u3000", "\u2028", "\x1c", "\x85", "\ufeff", "«", "»", "\\", "\\n", '"', "'", "“", "”",
-           "`", "„", "e\u0301", "\u0301", "👍", "👍🏽", "👨\u200d👩\u200d👧", "\u200d", "🇫🇷", "☺\ufe0f", "ß", "ſpan:",
+           "`", "„", "e\u0301", "\u0301", "👍", "👍🏽", "👨\u200d👩\u200d👧", "\u200d", "\ufffd", "🇫🇷", "☺\ufe0f", "ß", "ſpan:",
            "İ", "Ω", "日本語", "x" * 30, ".", ",", "!"]
 
 
@@ -92,7 +92,7 @@ def _random_text(rng: random.Random, max_pieces: int) -> str:
 
 def random_cases(n: int = 300, seed: int = 1234) -> list[dict[str, Any]]:
     """Python's answers on seeded random inputs; an error becomes ``{"error": message}``."""
-    from spantune.postprocess import postprocess
+    from spantune.postprocess import postprocess, settled
     from spantune.prompt import SYSTEM_PROMPT, clip_after, clip_before, select_span, user_message
 
     rng = random.Random(seed)
@@ -117,6 +117,7 @@ def random_cases(n: int = 300, seed: int = 1234) -> list[dict[str, Any]]:
         raw, span = _random_text(rng, 12), _random_text(rng, 4)
         cases.append({"kind": "postprocess", "input": {"raw": raw, "span_in": span},
                       "expected": postprocess(raw, span).to_dict()})
+        cases.append({"kind": "settled", "input": {"raw": raw}, "expected": settled(raw)})
     return cases
 
 

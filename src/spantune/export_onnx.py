@@ -9,6 +9,8 @@ Why this chain (checked with transformers 4.57.6, optimum-onnx 0.1.0, onnxruntim
 * 4-bit: onnxruntime's ``MatMulNBitsQuantizer`` (``MatMulNBits``), plus the embedding ``Gather`` turned into
   ``GatherBlockQuantized`` so q4 reaches ≤ 30 % of fp32 on small models whose embedding dominates.
   Both are ``com.microsoft`` ops that onnxruntime-web (WASM and WebGPU) and onnxruntime-node implement.
+* q8: the same ops with 8-bit MatMul weights (embedding still 4-bit). On SmolLM2-135M, 4-bit MatMuls move
+  greedy output on ~1 span in 4-5 while 8-bit keeps ~96 % (benchmarks/q4_fidelity.py), at ~26 % of fp32.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import shutil
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from spantune.errors import SpantuneError
@@ -38,7 +40,10 @@ class QuantOptions:
     block_size: int = 32
     symmetric: bool = True
     quantize_embedding: bool = True
-    accuracy_level: int = 4
+    #: 1 = fp32 compute inside MatMulNBits. Level 4 (int8 activations) is what native onnxruntime runs fast,
+    #: but onnxruntime-web's WASM computes in fp32 regardless, so the browser's greedy output then differs
+    #: from the Python parity check's (benchmarks/RESULTS.md, in-browser latency); level 1 keeps them equal.
+    accuracy_level: int = 1
     eight_bit: str = ""
 
     def to_dict(self) -> dict[str, object]:
@@ -98,8 +103,9 @@ def _quiet_quantizer() -> Iterator[None]:
             lg.setLevel(level)
 
 
-def quantize_q4(source: Path, target: Path, opts: QuantOptions) -> Path:
-    """4-bit weights for every MatMul (and the embedding): MatMulNBits / GatherBlockQuantized."""
+def quantize_weights(source: Path, target: Path, opts: QuantOptions) -> Path:
+    """Block-quantized weights: MatMuls → MatMulNBits at 4 bits (8 bits where ``opts.eight_bit`` matches the
+    node name), the embedding → 4-bit GatherBlockQuantized (onnxruntime quantizes Gather at 4 bits only)."""
     import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
@@ -150,19 +156,29 @@ def quantize_int8(source: Path, target: Path) -> Path:
     return target
 
 
+def dtype_quant(dtype: str, opts: QuantOptions) -> QuantOptions | None:
+    """The block-quantization settings behind a dtype (None for fp32, fp16 and dynamic int8)."""
+    if dtype in ("q4", "q4f16"):
+        return opts
+    if dtype == "q8":
+        return replace(opts, eight_bit=".")
+    return None
+
+
 def build_dtype(model_dir: Path, dtype: str, opts: QuantOptions) -> Path:
     """Write ``onnx/model{suffix}.onnx`` for ``dtype`` from the fp32 (or fp16) decoder already there."""
     fp32 = onnx_file(model_dir, "fp32")
     target = onnx_file(model_dir, dtype)
-    if dtype == "q4":
-        return quantize_q4(fp32, target, opts)
+    quant = dtype_quant(dtype, opts)
+    if dtype in ("q4", "q8"):
+        return quantize_weights(fp32, target, quant)
     if dtype == "fp16":
         return convert_fp16(fp32, target)
     if dtype == "q4f16":
         fp16 = onnx_file(model_dir, "fp16")
         if not fp16.is_file():
             raise SpantuneError("q4f16 is quantized from fp16: ask for fp16 too (--dtypes fp16,q4f16)")
-        return quantize_q4(fp16, target, opts)
+        return quantize_weights(fp16, target, quant)
     if dtype == "int8":
         return quantize_int8(fp32, target)
     raise SpantuneError(f"unknown dtype {dtype!r} (choose {', '.join(DTYPE_SUFFIX)})")

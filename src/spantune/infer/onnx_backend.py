@@ -3,14 +3,15 @@
 The folder is what ``spantune export`` writes (the layout Transformers.js loads): one merged
 decoder per dtype under ``onnx/`` with inputs ``input_ids``, ``attention_mask``, ``position_ids``
 and ``past_key_values.N.key/value``. Decoding here mirrors Transformers.js: the whole prompt in
-one step, then one token per step with the KV cache, argmax, stop at any end id.
+one step, then one token per step with the KV cache, argmax, stop at any end id or once the
+post-processed answer is settled (as :class:`~spantune.infer.torch_backend.TorchCorrector` does).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,12 +20,12 @@ import numpy as np
 
 from spantune.errors import SpantuneError
 from spantune.infer.base import Prediction
-from spantune.postprocess import postprocess
+from spantune.postprocess import postprocess, settled
 from spantune.prompt import render
 from spantune.schema import SpanExample
 
 #: Transformers.js file suffix of each dtype (``onnx/model{suffix}.onnx``).
-DTYPE_SUFFIX = {"fp32": "", "fp16": "_fp16", "q4": "_q4", "q4f16": "_q4f16", "int8": "_int8"}
+DTYPE_SUFFIX = {"fp32": "", "fp16": "_fp16", "q4": "_q4", "q4f16": "_q4f16", "q8": "_quantized", "int8": "_int8"}
 _NUMPY_TYPE = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 
 
@@ -73,8 +74,9 @@ class OnnxDecoder:
         return {n: np.zeros((1, shape[1], 0, shape[3]), dtype=self.past_dtype) for n, shape in self.past_shapes.items()}
 
     def greedy(self, prompt_ids: list[int], max_new_tokens: int, stop_ids: Iterable[int],
-               keep_logits: bool = False) -> Greedy:
-        """Greedy decoding with the KV cache; ``keep_logits`` returns each step's float32 logits."""
+               keep_logits: bool = False, until: Callable[[list[int]], bool] | None = None) -> Greedy:
+        """Greedy decoding with the KV cache; ``keep_logits`` returns each step's float32 logits;
+        ``until(tokens)`` ends decoding early once it returns True (checked after each new token)."""
         stop = set(stop_ids)
         ids = np.asarray([prompt_ids], dtype=np.int64)
         past = self._empty_past()
@@ -95,6 +97,8 @@ class OnnxDecoder:
                 result.stopped = True
                 break
             result.tokens.append(token)
+            if until is not None and until(result.tokens):
+                break
             length += step
             ids = np.asarray([[token]], dtype=np.int64)
             past = {name: outputs[name.replace("past_key_values.", "present.")] for name in self.past_names}
@@ -133,10 +137,15 @@ class OnnxCorrector:
         """Token ids of the rendered prompt (the chat template already holds the special tokens)."""
         return self.tokenizer(render(self.tokenizer, example), add_special_tokens=False)["input_ids"]
 
+    def _settled(self, tokens: list[int]) -> bool:
+        # the same early stop as TorchCorrector: nothing later can change the post-processed answer
+        return settled(self.tokenizer.decode(tokens, skip_special_tokens=True))
+
     def correct_greedy(self, example: SpanExample, keep_logits: bool = False) -> tuple[Prediction, Greedy]:
         """The prediction and the decode behind it (token ids, and each step's logits if asked)."""
         t0 = time.perf_counter()
-        out = self.decoder.greedy(self.prompt_ids(example), self.max_new_tokens, self.stop_ids, keep_logits)
+        out = self.decoder.greedy(self.prompt_ids(example), self.max_new_tokens, self.stop_ids, keep_logits,
+                                  until=self._settled)
         raw = self.tokenizer.decode(out.tokens, skip_special_tokens=True)
         latency = time.perf_counter() - t0
         pred = Prediction(raw=raw, result=postprocess(raw, example.span_in), latency_s=latency,
