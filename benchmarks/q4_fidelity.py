@@ -79,7 +79,8 @@ def main() -> int:
         raise SystemExit(f"--variants: unknown {', '.join(sorted(unknown))} (choose from {', '.join(VARIANTS)})")
     examples = read_jsonl(args.data, clip=True)[: args.limit]
     manifest = json.loads((args.export / "manifest.json").read_text())
-    q = manifest["quantization"]["q4"]
+    q = manifest["quantization"]
+    q = q.get("q4", q)  # per-dtype settings; exports made before q8 existed stored the q4 settings flat
     base_options = {"block_size": q["block_size"], "symmetric": q["symmetric"],
                     "quantize_embedding": q["embedding"] != "fp32", "accuracy_level": q["accuracy_level"],
                     "eight_bit": q.get("eight_bit_nodes") or ""}
