@@ -5,7 +5,8 @@
 Every backend corrects the same spans in the same run, one at a time, after one warm-up span, with the
 same thread count. A span's latency is the whole ``correct()`` call: prompt rendering, tokenization,
 greedy decoding with the KV cache, post-processing. PyTorch loads the merged ``model.safetensors`` that
-the export keeps beside ``onnx/``, so all run the same weights (q8 rows appear when the export has q8). Prints a Markdown table with p50/p95,
+the export keeps beside ``onnx/``, so all run the same weights (q8 rows appear when the export has q8).
+Prints a Markdown table with p50/p95,
 mean new tokens, ms per new token, and each p50 as a ratio of PyTorch fp32's (the baseline); ``--json``
 writes the raw latencies.
 """
@@ -47,8 +48,8 @@ def time_node(export: Path, dtype: str, examples: list[Any], threads: int) -> di
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "spans.jsonl"
         write_jsonl(data, examples)
-        run = subprocess.run(["node", str(NODE_SCRIPT), str(export), dtype, str(data), str(len(examples)), str(threads)],
-                             capture_output=True, text=True, check=False)
+        cmd = ["node", str(NODE_SCRIPT), str(export), dtype, str(data), str(len(examples)), str(threads)]
+        run = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if run.returncode != 0:
         raise SystemExit(f"node harness failed: {run.stderr.strip()[-500:]}")
     return json.loads(run.stdout)
@@ -87,7 +88,8 @@ def main() -> int:
     runs["PyTorch fp32"] = time_python(TorchCorrector.load(str(args.export), device="cpu", dtype="fp32"), examples)
     quantized = [d for d in ("q4", "q8") if onnx_file(args.export, d).is_file()]
     for dtype in ("fp32", *quantized):
-        runs[f"onnxruntime {dtype}"] = time_python(OnnxCorrector(args.export, dtype=dtype, threads=args.threads), examples)
+        corrector = OnnxCorrector(args.export, dtype=dtype, threads=args.threads)
+        runs[f"onnxruntime {dtype}"] = time_python(corrector, examples)
     for dtype in [] if args.skip_node else quantized:
         runs[f"Transformers.js {dtype} (Node)"] = time_node(args.export, dtype, examples, args.threads)
 
@@ -104,7 +106,8 @@ def main() -> int:
         node = runs.get(f"Transformers.js {dtype} (Node)")
         if node:
             same = sum(a == b for a, b in zip(runs[f"onnxruntime {dtype}"]["texts"], node["texts"]))
-            print(f"\nTransformers.js {dtype} and onnxruntime {dtype} (Python) gave the same span on {same}/{len(examples)}.")
+            print(f"\nTransformers.js {dtype} and onnxruntime {dtype} (Python) gave the same span on "
+                  f"{same}/{len(examples)}.")
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "runs": runs}, indent=1))
     return 0

@@ -104,7 +104,8 @@ def main() -> int:
             em = sum(p.text == ex.span_out for (p, _), ex in zip(runs, examples))
             gap = max(logit_gap(fg, g)[0] for (_, g), (_, fg) in zip(runs, fp32_runs))
             n = len(examples)
-            print(f"| {name} | {size / 1e6:.1f} | {size / fp32_bytes:.1%} | {same_tokens}/{n} ({same_tokens / n:.1%}) | "
+            print(f"| {name} | {size / 1e6:.1f} | {size / fp32_bytes:.1%} | "
+                  f"{same_tokens}/{n} ({same_tokens / n:.1%}) | "
                   f"{same_span}/{n} ({same_span / n:.1%}) | {em} ({fp32_em}) | {gap:.3g} |", flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

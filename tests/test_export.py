@@ -181,7 +181,8 @@ def test_lora_run_is_merged(lively_dir: Path, examples_file: Path, tmp_path: Pat
     assert abs(got - plain).max() > 1e-2, "the adapter did not change the exported model"
 
 
-def test_interrupted_export_leaves_no_folder(tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_interrupted_export_leaves_no_folder(tiny_model_dir: Path, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
     import spantune.export_onnx
 
     def interrupted(*args: object, **kwargs: object) -> None:

@@ -6,7 +6,8 @@ The output folder is what Transformers.js loads with ``localModelPath`` and ``dt
     DIR/config.json  generation_config.json  tokenizer.json  tokenizer_config.json (with chat_template)
     DIR/model.safetensors            merged weights (no PEFT needed at inference)
     DIR/onnx/model.onnx              fp32 decoder with past key values
-    DIR/onnx/model_q4.onnx           4-bit MatMulNBits + GatherBlockQuantized (and other --dtypes)
+    DIR/onnx/model_q4.onnx           4-bit MatMulNBits + GatherBlockQuantized (and other --dtypes, e.g.
+                                     model_quantized.onnx = q8: 8-bit MatMuls, for ≥ 95 % agreement with fp32)
     DIR/README.md  manifest.json     model card; sha256 of every file, parity and sizes
 
 Everything is built in a temp folder beside DIR and renamed into place at the end, so an interrupted
@@ -63,7 +64,8 @@ class Steps:
         print(f"[{self.done}/{self.total}] {what} ...", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
         yield
-        print(f"[{self.done}/{self.total}] {what}: done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+        seconds = time.perf_counter() - t0
+        print(f"[{self.done}/{self.total}] {what}: done in {seconds:.1f} s", file=sys.stderr, flush=True)
 
 
 def parse_dtypes(text: str) -> tuple[str, ...]:
@@ -238,7 +240,8 @@ def export_model(opts: ExportOptions) -> dict[str, Any]:
                 "quantization": {d: q.to_dict() for d in opts.dtypes if (q := dtype_quant(d, opts.quant))},
                 "onnx_bytes": sizes,
                 "size_ratio_vs_fp32": {d: round(s / sizes["fp32"], 4) for d, s in sizes.items()},
-                "generation": {"do_sample": False, "max_new_tokens": gen.max_new_tokens, "eos_token_id": gen.eos_token_id},
+                "generation": {"do_sample": False, "max_new_tokens": gen.max_new_tokens,
+                               "eos_token_id": gen.eos_token_id},
                 "parity": parity,
                 "packages": package_versions(),
             }
@@ -268,14 +271,16 @@ def push_to_hub(folder: Path, repo_id: str) -> str:
             reason = f"cannot reach {api.endpoint} (offline?)"
         else:
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        raise SpantuneError(f"--push-to-hub {repo_id} failed: {reason}; the local export in {folder} is intact") from None
+        raise SpantuneError(f"--push-to-hub {repo_id} failed: {reason}; "
+                            f"the local export in {folder} is intact") from None
     return str(commit.commit_url)
 
 
 def _summary(manifest: dict[str, Any], out: Path) -> str:
     lines = [f"exported to {out}"]
     for dtype, size in manifest["onnx_bytes"].items():
-        line = f"  {onnx_file(out, dtype).relative_to(out)}: {size / 1e6:.1f} MB ({manifest['size_ratio_vs_fp32'][dtype]:.0%} of fp32)"
+        ratio = manifest["size_ratio_vs_fp32"][dtype]
+        line = f"  {onnx_file(out, dtype).relative_to(out)}: {size / 1e6:.1f} MB ({ratio:.0%} of fp32)"
         parity = (manifest["parity"] or {}).get("dtypes", {}).get(dtype)
         if parity:
             line += (f", greedy agreement with PyTorch {parity['agreement_torch']:.1%} "
@@ -307,10 +312,12 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("export", help="merge, export to ONNX with KV cache, quantize to 4 bits, check parity",
                               description="Merge a training run's LoRA adapter (or take any model), export it to "
                               "ONNX with past key values, quantize to 4 bits, and check parity with PyTorch.")
-    p.add_argument("--model", required=True, help="training run folder (LoRA adapter), model folder, hub id or 'embedded'")
+    p.add_argument("--model", required=True,
+                   help="training run folder (LoRA adapter), model folder, hub id or 'embedded'")
     p.add_argument("--out", required=True, help="output folder (replaced atomically when the export succeeds)")
     p.add_argument("--dtypes", default=",".join(DEFAULT_DTYPES),
-                   help=f"ONNX variants, comma-separated, from {', '.join(DTYPE_ORDER)} (fp32 always; default %(default)s)")
+                   help=f"ONNX variants, comma-separated, from {', '.join(DTYPE_ORDER)} "
+                   "(fp32 always; default %(default)s)")
     p.add_argument("--block-size", type=int, default=32, help="4-bit quantization block size (default %(default)s)")
     p.add_argument("--asymmetric", action="store_true", help="4-bit with zero points instead of symmetric")
     p.add_argument("--keep-embedding", action="store_true",
@@ -320,7 +327,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--eight-bit", default="", metavar="REGEX",
                    help="q4: MatMuls whose ONNX node name matches keep 8-bit weights (e.g. 'lm_head|self_attn')")
     p.add_argument("--no-verify", action="store_true", help="skip the PyTorch/onnxruntime parity check")
-    p.add_argument("--verify-data", default=str(DEFAULT_VERIFY_DATA), help="span JSONL for the parity check (default %(default)s)")
+    p.add_argument("--verify-data", default=str(DEFAULT_VERIFY_DATA),
+                   help="span JSONL for the parity check (default %(default)s)")
     p.add_argument("--verify-limit", type=int, default=None, help="check only the first N examples")
     p.add_argument("--max-new-tokens", type=int, default=32, help="greedy budget written to generation_config.json")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's, 18 for Qwen2/Llama)")

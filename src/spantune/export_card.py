@@ -36,10 +36,12 @@ def _quant_lines(quantization: dict[str, dict[str, Any]]) -> list[str]:
 def _parity_lines(parity: dict[str, Any] | None) -> list[str]:
     if parity is None:
         return ["Parity was not checked (`--no-verify`)."]
-    lines = [f"Greedy decoding of {parity['examples']} examples from `{parity['data']}` (max {parity['max_new_tokens']} "
-             "new tokens) with PyTorch and with onnxruntime. fp32 must equal PyTorch token for token, with logits "
-             f"within {parity['tolerance']['atol']} + {parity['tolerance']['rtol']} × max |logit|, or the export is refused.",
-             "", "| dtype | same tokens as PyTorch | same tokens as ONNX fp32 | max abs logit diff (vs PyTorch) | seconds |",
+    tol = parity["tolerance"]
+    lines = [f"Greedy decoding of {parity['examples']} examples from `{parity['data']}` "
+             f"(max {parity['max_new_tokens']} new tokens) with PyTorch and with onnxruntime. fp32 must equal "
+             f"PyTorch token for token, with logits within {tol['atol']} + {tol['rtol']} × max |logit|, "
+             "or the export is refused.", "",
+             "| dtype | same tokens as PyTorch | same tokens as ONNX fp32 | max abs logit diff vs PyTorch | seconds |",
              "|---|---|---|---|---|"]
     for dtype, r in parity["dtypes"].items():
         lines.append(f"| {dtype} | {r['same_as_torch']}/{r['examples']} ({r['agreement_torch']:.1%}) | "
@@ -75,7 +77,8 @@ def model_card(manifest: dict[str, Any], run_card: str | None = None) -> str:
         "A small chat model that corrects only the selected span of text and returns just the corrected span. "
         f"System prompt: `{SYSTEM_PROMPT}`; the user turn holds the context before, the span and the context after "
         "(built by `spantune.prompt` / `js/src/prompt.js`). Greedy decoding, at most "
-        f"{manifest['generation']['max_new_tokens']} new tokens, stopping at any of {manifest['generation']['eos_token_id']}.",
+        f"{manifest['generation']['max_new_tokens']} new tokens, stopping at any of "
+        f"{manifest['generation']['eos_token_id']}.",
         "",
         "## Source",
         "",
@@ -106,7 +109,8 @@ def model_card(manifest: dict[str, Any], run_card: str | None = None) -> str:
         "const { text } = await corrector.correct({ ctx_before: 'She said', span_in: 'it are', ctx_after: ' fine.' });",
         "```",
         "",
-        "or with Transformers.js directly: `env.allowRemoteModels = false; env.localModelPath = '/path/to/parent';` then "
+        "or with Transformers.js directly: `env.allowRemoteModels = false; "
+        "env.localModelPath = '/path/to/parent';` then "
         "`AutoModelForCausalLM.from_pretrained('this-folder-name', { dtype: 'q4' })`.",
         "",
         "Python: `spantune eval --system onnx:/path/to/this/folder --dtype q4 --data fixtures/span_eval.jsonl`, or "

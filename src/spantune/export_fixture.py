@@ -82,7 +82,8 @@ def e2e_examples() -> list[SpanExample]:
 
 _PIECES = ["a", "e", "word", "The", "it are", "Span:", "Corrected: ", "answer:", " ", "  ", "\t", "\n", "\r\n",
            "\u00a0", "\u2009", "\u3000", "\u2028", "\x1c", "\x85", "\ufeff", "«", "»", "\\", "\\n", '"', "'", "“", "”",
-           "`", "„", "e\u0301", "\u0301", "👍", "👍🏽", "👨\u200d👩\u200d👧", "\u200d", "\ufffd", "🇫🇷", "☺\ufe0f", "ß", "ſpan:",
+           "`", "„", "e\u0301", "\u0301", "👍", "👍🏽", "👨\u200d👩\u200d👧", "\u200d", "\ufffd", "🇫🇷",
+           "☺\ufe0f", "ß", "ſpan:",
            "İ", "Ω", "日本語", "x" * 30, ".", ",", "!"]
 
 
@@ -111,7 +112,8 @@ def random_cases(n: int = 300, seed: int = 1234) -> list[dict[str, Any]]:
         except SpantuneError as exc:
             expected = {"error": str(exc)}
         cases.append({"kind": "select", "input": {"text": text, "start": start, "end": end}, "expected": expected})
-        fields = {"ctx_before": _random_text(rng, 8), "span_in": _random_text(rng, 4), "ctx_after": _random_text(rng, 8)}
+        fields = {"ctx_before": _random_text(rng, 8), "span_in": _random_text(rng, 4),
+                  "ctx_after": _random_text(rng, 8)}
         cases.append({"kind": "prompt", "input": fields,
                       "expected": {"system": SYSTEM_PROMPT, "user": user_message(**fields)}})
         raw, span = _random_text(rng, 12), _random_text(rng, 4)
