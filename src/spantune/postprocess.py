@@ -49,9 +49,11 @@ def length_cap(span_in: str) -> int:
     return max(2 * len(span_in), len(span_in) + 20)
 
 
+_WS_CHARS = "".join(sorted(WHITESPACE))
+
+
 def _strip_ws(text: str) -> str:
-    ws = "".join(WHITESPACE)
-    return text.strip(ws)
+    return text.strip(_WS_CHARS)
 
 
 def _edges(span_in: str) -> tuple[str, str]:
