@@ -85,6 +85,13 @@ def test_caret_rules() -> None:
         select_span("a\nb", 0, 3)
 
 
+def test_blank_selection_uses_the_contract_whitespace() -> None:
+    """"Only whitespace" means the contract's set (js/src/prompt.js has the same), not Python's isspace."""
+    with pytest.raises(SpantuneError, match="only whitespace"):
+        select_span("a\ufeff\u3000b", 1, 3)  # zero-width no-break space is contract whitespace
+    assert select_span("a\x1cb", 1, 2)[1] == "\x1c"  # a separator Python calls space, the contract does not
+
+
 def test_render_uses_chat_template(tiny_model_dir) -> None:
     from transformers import AutoTokenizer
 

@@ -14,12 +14,6 @@ export const WHITESPACE = new Set(
 export const LINE_BREAKS = new Set('\n\r\u2028\u2029');
 const ESCAPES = { '\\': '\\\\', '«': '\\«', '»': '\\»', '\n': '\\n', '\r': '\\r' };
 const MARK = /^\p{M}$/u;
-// Python's str.isspace(), which select_span's "only whitespace" test uses (str.strip() with no argument).
-const PY_ISSPACE = new Set(
-  '\t\n\v\f\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007' +
-    '\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000',
-);
-
 export const isSpace = (ch) => WHITESPACE.has(ch);
 
 /** Code points that belong to the grapheme before them (combining marks, selectors, modifiers, ZWJ). */
@@ -103,7 +97,7 @@ export function selectSpan(text, start, end = null, maxContext = MAX_CONTEXT) {
   if (span.some((ch) => LINE_BREAKS.has(ch))) {
     throw new Error('the selected span crosses a line break; select within one line');
   }
-  if (span.every((ch) => PY_ISSPACE.has(ch))) {
+  if (span.every(isSpace)) {
     throw new Error('the selected span is empty or only whitespace');
   }
   return {

@@ -29,3 +29,8 @@ cases.forEach((c, n) => {
     assert.deepEqual(run[c.kind](c.input), c.expected);
   });
 });
+
+test('a blank selection is judged by the contract whitespace, as in Python', () => {
+  assert.throws(() => selectSpan('a\ufeff\u3000b', 1, 3), /only whitespace/);
+  assert.equal(selectSpan('a\x1cb', 1, 2).span_in, '\x1c');
+});

@@ -136,7 +136,7 @@ def select_span(text: str, start: int, end: int | None = None,
     span = text[start:end]
     if any(ch in LINE_BREAKS for ch in span):
         raise SpantuneError("the selected span crosses a line break; select within one line")
-    if not span.strip():
+    if all(is_space(ch) for ch in span):
         raise SpantuneError("the selected span is empty or only whitespace")
     return clip_before(text[:start], max_context), span, clip_after(text[end:], max_context)
 
