@@ -65,7 +65,7 @@ class EvalPart:
 
 @dataclass
 class ExportPart:
-    dtypes: list[str] = field(default_factory=lambda: ["fp32", "q4"])
+    dtypes: list[str] = field(default_factory=lambda: ["fp32", "q4", "q8"])
     verify_limit: int | None = 40
 
 
