@@ -61,3 +61,21 @@ def test_fix_on_tiny_model(tiny_model_dir: Path, tmp_path: Path, capsys) -> None
 def test_help_lists_subcommands(capsys) -> None:
     proc = subprocess.run([sys.executable, "-m", "spantune", "--help"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "fix" in proc.stdout and "data" in proc.stdout
+
+
+def test_sigterm_mid_export_leaves_no_temp_folder(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """A killed export cleans up like Ctrl-C: no hidden temp folder, no output folder, exit 130."""
+    import signal
+
+    out = tmp_path / "export"
+    proc = subprocess.Popen([sys.executable, "-m", "spantune", "export", "--model", str(tiny_model_dir),
+                             "--out", str(out), "--no-verify"], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".export.*.tmp")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "export finished before it could be interrupted"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+    assert not list(tmp_path.iterdir()), sorted(p.name for p in tmp_path.iterdir())
