@@ -8,8 +8,8 @@
 8 bits), or with another of onnxruntime's 4-bit algorithms in place of round-to-nearest: ``kquant``
 (llama.cpp-style k-quant scale search) and ``gptq`` (error-compensating, calibrated on ``--calib-samples``
 prompts + answers of ``--calib-data``, the training spans; slow: ~30 min on 2 CPU cores for SmolLM2-135M).
-Every variant keeps block 32 and the 4-bit GatherBlockQuantized embedding, so the table shows what each
-choice costs or buys. For each: file size and its ratio to fp32; greedy agreement with
+These two keep the export's block size and its 4-bit GatherBlockQuantized embedding, so like the others
+they differ from ``default`` in one choice, and the table shows what each choice costs or buys. For each: file size and its ratio to fp32; greedy agreement with
 fp32 (identical token sequence), agreement of the post-processed span (what the editor would insert),
 exact match against ``span_out`` next to fp32's, and the largest logit difference over the steps where
 both decodes had seen the same tokens.
