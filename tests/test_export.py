@@ -59,7 +59,11 @@ def test_manifest_hashes_every_file(exported: Path) -> None:
     for name, entry in manifest["files"].items():
         assert entry["sha256"] == sha256_file(exported / name)
     assert manifest["onnx_bytes"]["q4"] < manifest["onnx_bytes"]["fp32"]
-    assert "q4" in (exported / "README.md").read_text()
+    card = (exported / "README.md").read_text()
+    assert "q4" in card
+    agreement = {d: r["agreement_fp32"] for d, r in manifest["parity"]["dtypes"].items() if d != "fp32"}
+    named = card.split("Closest to fp32 of the smaller files: **")[1].split("**")[0]
+    assert agreement[named] == max(agreement.values())
 
 
 def test_fp32_equals_pytorch_exactly(exported: Path, lively_dir: Path) -> None:

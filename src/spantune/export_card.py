@@ -47,6 +47,12 @@ def _parity_lines(parity: dict[str, Any] | None) -> list[str]:
         lines.append(f"| {dtype} | {r['same_as_torch']}/{r['examples']} ({r['agreement_torch']:.1%}) | "
                      f"{r['same_as_fp32']}/{r['examples']} ({r['agreement_fp32']:.1%}) | "
                      f"{r['max_abs_logit_diff']:.3g} (logit scale {r['logit_scale']:.3g}) | {r['seconds']:.1f} |")
+    quantized = {d: r for d, r in parity["dtypes"].items() if d != "fp32"}
+    if quantized:
+        best = max(quantized, key=lambda d: quantized[d]["agreement_fp32"])
+        lines += ["", f"Closest to fp32 of the smaller files: **{best}** "
+                  f"({quantized[best]['agreement_fp32']:.0%} of these answers identical); load that dtype where "
+                  "the answers must match the tuned model, the smallest one where download size matters more."]
     return lines
 
 
