@@ -43,47 +43,42 @@ VARIANTS = {
 }
 
 
-def calibration_reader(tokenizer: Any, onnx_path: Path, data: Path, n: int) -> list[dict[str, Any]]:
+def calibration_reader(corrector: Any, data: Path, n: int) -> list[dict[str, Any]]:
     """GPTQ calibration inputs: ``n`` seeded training spans, prompt + answer, one prefill each (empty cache)."""
     import random
 
     import numpy as np
-    import onnx
 
     from spantune.prompt import render
     from spantune.schema import read_jsonl
 
-    past = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim]
-            for i in onnx.load(str(onnx_path), load_external_data=False).graph.input
-            if i.name.startswith("past_key_values.")}  # [batch, kv_heads, past_len, head_dim]
+    tokenizer, decoder = corrector.tokenizer, corrector.decoder
     feeds = []
     for ex in random.Random(0).sample(read_jsonl(data, clip=True), n):
         ids = tokenizer(render(tokenizer, ex, with_answer=True), add_special_tokens=False)["input_ids"]
-        feeds.append({"input_ids": np.asarray([ids], dtype=np.int64),
-                      "attention_mask": np.ones((1, len(ids)), dtype=np.int64),
-                      "position_ids": np.arange(len(ids), dtype=np.int64)[None, :],
-                      **{name: np.zeros((1, d[1], 0, d[3]), dtype=np.float32) for name, d in past.items()}})
+        feeds.append(decoder.step_feeds(np.asarray([ids], dtype=np.int64), 0, decoder.empty_past()))
     return feeds  # onnxruntime's GPTQ deep-copies the reader and iterates it: a list serves
 
 
 def algorithm_q4(source: Path, target: Path, algorithm: str, options: dict[str, Any], args: argparse.Namespace,
-                 tokenizer: Any) -> None:
-    """MatMuls quantized with onnxruntime's ``algorithm`` at 4 bits, then the embedding as the export does."""
+                 fp32: Any) -> None:
+    """MatMuls quantized with onnxruntime's ``algorithm`` at 4 bits, then the embedding as the export does;
+    ``fp32`` is the baseline's OnnxCorrector (GPTQ calibrates through its tokenizer and decoder inputs)."""
     import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import (GPTQWeightOnlyQuantConfig,
                                                                  KQuantWeightOnlyQuantConfig, MatMulNBitsQuantizer)
 
-    from spantune.export_onnx import _quiet_quantizer, _save
+    from spantune.export_onnx import quiet_quantizer, save_model
 
     if algorithm == "GPTQ":
         if args.calib_data is None:
             raise SystemExit("--variants gptq needs --calib-data TRAIN.jsonl (span examples; never the golden set)")
         config = GPTQWeightOnlyQuantConfig(
-            calibration_data_reader=calibration_reader(tokenizer, source, args.calib_data, args.calib_samples))
+            calibration_data_reader=calibration_reader(fp32, args.calib_data, args.calib_samples))
     else:
         config = KQuantWeightOnlyQuantConfig()
     common = {"block_size": options["block_size"], "accuracy_level": options["accuracy_level"]}
-    with _quiet_quantizer(), contextlib.redirect_stdout(sys.stderr):  # its progress bar prints to stdout
+    with quiet_quantizer(), contextlib.redirect_stdout(sys.stderr):  # its progress bar prints to stdout
         # zero points for both: k-quant always writes them, and GPTQ's final re-quantization of its
         # error-compensated weights reproduces them exactly only with them
         matmuls = MatMulNBitsQuantizer(onnx.load(str(source)), bits=4, is_symmetric=False, algo_config=config,
@@ -92,11 +87,11 @@ def algorithm_q4(source: Path, target: Path, algorithm: str, options: dict[str, 
         embedding = MatMulNBitsQuantizer(matmuls.model.model, bits=4, op_types_to_quantize=("Gather",),
                                          quant_axes=(("Gather", 1),), is_symmetric=options["symmetric"], **common)
         embedding.process()
-    _save(embedding.model.model, target)
+    save_model(embedding.model.model, target)
 
 
 def variant_folder(export: Path, tmp: Path, name: str, base_options: dict[str, Any], args: argparse.Namespace,
-                   tokenizer: Any) -> Path:
+                   fp32: Any) -> Path:
     """An export folder whose onnx/model_q4.onnx is quantized with ``VARIANTS[name]`` changed."""
     from spantune.export_onnx import QuantOptions, quantize_weights
 
@@ -110,7 +105,7 @@ def variant_folder(export: Path, tmp: Path, name: str, base_options: dict[str, A
     source, target = export / "onnx" / "model.onnx", folder / "onnx" / "model_q4.onnx"
     change = VARIANTS[name]
     if isinstance(change, str):
-        algorithm_q4(source, target, change, base_options, args, tokenizer)
+        algorithm_q4(source, target, change, base_options, args, fp32)
     else:
         quantize_weights(source, target, QuantOptions(**{**base_options, **change}))
     return folder
@@ -165,7 +160,7 @@ def main() -> int:
     try:
         for name in names:
             t0 = time.perf_counter()
-            folder = variant_folder(args.export, tmp, name, base_options, args, fp32_corrector.tokenizer)
+            folder = variant_folder(args.export, tmp, name, base_options, args, fp32_corrector)
             quant_s = time.perf_counter() - t0
             runs = decode_all(OnnxCorrector(folder, dtype="q4", threads=args.threads, name=name), examples)
             size = onnx_sizes(folder, ["q4"])["q4"]

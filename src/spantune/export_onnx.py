@@ -77,7 +77,7 @@ def export_decoder(merged_dir: Path, model_dir: Path, opset: int | None = None) 
     return target
 
 
-def _save(model: object, path: Path) -> None:
+def save_model(model: object, path: Path) -> None:
     """Save a ModelProto, putting weights in ``<name>_data`` only when protobuf's 2 GiB limit requires it."""
     import onnx
 
@@ -87,7 +87,7 @@ def _save(model: object, path: Path) -> None:
 
 
 @contextmanager
-def _quiet_quantizer() -> Iterator[None]:
+def quiet_quantizer() -> Iterator[None]:
     """Silence onnxruntime's quantizers while they run: a log line per node, and a warning that int4 forces
     opset 21 / IR 10 "may not be valid" — the parity step runs the result and the JS tests load it."""
     loggers = [logging.getLogger(name) for name in ("", "onnxruntime.quantization.matmul_nbits_quantizer")]
@@ -111,7 +111,7 @@ def quantize_weights(source: Path, target: Path, opts: QuantOptions) -> Path:
 
     model = onnx.load(str(source))
     common = {"block_size": opts.block_size, "is_symmetric": opts.symmetric, "accuracy_level": opts.accuracy_level}
-    with _quiet_quantizer():
+    with quiet_quantizer():
         if opts.eight_bit:
             nodes = weight_matmuls(model, opts.eight_bit)
             if not nodes:
@@ -124,7 +124,7 @@ def quantize_weights(source: Path, target: Path, opts: QuantOptions) -> Path:
         quantizer = MatMulNBitsQuantizer(model, bits=4, op_types_to_quantize=ops,
                                          quant_axes=(("MatMul", 0), ("Gather", 1)), **common)
         quantizer.process()
-    _save(quantizer.model.model, target)
+    save_model(quantizer.model.model, target)
     return target
 
 
@@ -142,7 +142,7 @@ def convert_fp16(source: Path, target: Path) -> Path:
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     model = convert_float_to_float16(onnx.load(str(source)), keep_io_types=False, disable_shape_infer=True)
-    _save(model, target)
+    save_model(model, target)
     return target
 
 
@@ -150,7 +150,7 @@ def quantize_int8(source: Path, target: Path) -> Path:
     """Dynamic 8-bit weights for MatMul (onnxruntime ``quantize_dynamic``; Transformers.js dtype ``int8``)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    with _quiet_quantizer():
+    with quiet_quantizer():
         quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
                          use_external_data_format=source.stat().st_size > _PROTOBUF_LIMIT)
     return target

@@ -69,9 +69,19 @@ class OnnxDecoder:
         self.past_dtype = _NUMPY_TYPE[inputs[self.past_names[0]].type]
         self.output_names = [o.name for o in self.session.get_outputs()]
 
-    def _empty_past(self) -> dict[str, np.ndarray]:
+    def empty_past(self) -> dict[str, np.ndarray]:
+        """A KV cache holding nothing yet, for the first (prefill) step."""
         # shapes are [batch, kv_heads, past_len, head_dim] with the symbolic dims as strings
         return {n: np.zeros((1, shape[1], 0, shape[3]), dtype=self.past_dtype) for n, shape in self.past_shapes.items()}
+
+    @staticmethod
+    def step_feeds(ids: np.ndarray, past_len: int, past: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The decoder's inputs for ``ids`` (batch 1) following ``past_len`` cached tokens."""
+        step = ids.shape[1]
+        return {"input_ids": ids,
+                "attention_mask": np.ones((1, past_len + step), dtype=np.int64),
+                "position_ids": np.arange(past_len, past_len + step, dtype=np.int64)[None, :],
+                **past}
 
     def greedy(self, prompt_ids: list[int], max_new_tokens: int, stop_ids: Iterable[int],
                keep_logits: bool = False, until: Callable[[list[int]], bool] | None = None) -> Greedy:
@@ -79,16 +89,11 @@ class OnnxDecoder:
         ``until(tokens)`` ends decoding early once it returns True (checked after each new token)."""
         stop = set(stop_ids)
         ids = np.asarray([prompt_ids], dtype=np.int64)
-        past = self._empty_past()
+        past = self.empty_past()
         length = 0
         result = Greedy(tokens=[])
         for _ in range(max_new_tokens):
-            step = ids.shape[1]
-            feeds = {"input_ids": ids,
-                     "attention_mask": np.ones((1, length + step), dtype=np.int64),
-                     "position_ids": np.arange(length, length + step, dtype=np.int64)[None, :],
-                     **past}
-            outputs = dict(zip(self.output_names, self.session.run(None, feeds)))
+            outputs = dict(zip(self.output_names, self.session.run(None, self.step_feeds(ids, length, past))))
             logits = outputs["logits"][0, -1].astype(np.float32)
             if keep_logits:
                 result.logits.append(logits)
@@ -99,7 +104,7 @@ class OnnxDecoder:
             result.tokens.append(token)
             if until is not None and until(result.tokens):
                 break
-            length += step
+            length += ids.shape[1]
             ids = np.asarray([[token]], dtype=np.int64)
             past = {name: outputs[name.replace("past_key_values.", "present.")] for name in self.past_names}
         return result
