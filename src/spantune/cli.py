@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import importlib
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from spantune import __version__
@@ -109,8 +111,28 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _resend_swallowed_interrupt(unraisable: sys.UnraisableHookArgs) -> None:
+    """Python prints and drops an exception raised inside a finaliser (``__del__``), so a signal that lands there
+    would be lost and the job would run on; send it again so it reaches ``main`` at the next safe point.
+
+    It is sent a moment later from a timer thread because a re-raise from this one (``os.kill``,
+    ``interrupt_main``) runs the handler at once, inside this hook, where Python drops it the same way."""
+    if unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt):
+        resend = threading.Timer(0.05, _thread.interrupt_main, args=(signal.SIGTERM,))
+        resend.daemon = True
+        resend.start()
+        return
+    sys.__unraisablehook__(unraisable)
+
+
+def install_interrupt_handlers() -> None:
+    """Make SIGTERM behave like Ctrl-C, and never lose either to a finaliser (see the two functions above)."""
     signal.signal(signal.SIGTERM, _interrupt)
+    sys.unraisablehook = _resend_swallowed_interrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    install_interrupt_handlers()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
