@@ -49,7 +49,7 @@ def write_config(tmp: Path, model_dir: Path, n_train: int = 64, n_eval: int = 16
         "eval": {"steps": 4, "sample": 4, "loss_examples": 8, "max_new_tokens": 6, "patience": 0},
     }
     for name, values in sections.items():
-        data[name].update(values)
+        data.setdefault(name, {}).update(values)
     path = tmp / "recipe.yaml"
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     return path

@@ -169,13 +169,27 @@ def run_folder(adapter: Path | None) -> Path | None:
 def source_info(model_arg: str) -> dict[str, Any]:
     from spantune.models import resolve_model_path
 
+    from spantune.quant_aware import marker_block_size
+
     base, adapter = resolve_model_path(model_arg)
     run = run_folder(adapter)
-    info: dict[str, Any] = {"model": model_arg, "base": base, "adapter": str(adapter) if adapter else None}
+    info: dict[str, Any] = {"model": model_arg, "base": base, "adapter": str(adapter) if adapter else None,
+                            "quant_aware_block_size": marker_block_size(adapter)}
     if run is not None:
         run_info = json.loads((run / "run_info.json").read_text(encoding="utf-8"))
         info["run"] = {"path": str(run), "data": run_info.get("data"), "git_commit": run_info.get("git_commit")}
     return info
+
+
+def check_grid(source: dict[str, Any], dtypes: Sequence[str], quant: QuantOptions) -> None:
+    """A quant-aware run's weights sit on one grid (symmetric, one block size); quantizing them with other
+    settings moves them off it and throws away what that training bought, so refuse instead."""
+    block = source["quant_aware_block_size"]
+    if block is None or not any(dtype_quant(d, quant) for d in dtypes):
+        return
+    if quant.block_size != block or not quant.symmetric:
+        raise SpantuneError(f"{source['adapter']} was trained quant-aware on the symmetric 4-bit grid with block "
+                            f"{block}: export it with --block-size {block} and without --asymmetric")
 
 
 def run_card(source: dict[str, Any]) -> str | None:
@@ -208,6 +222,7 @@ def export_model(opts: ExportOptions) -> dict[str, Any]:
     examples = load_examples(opts) if opts.verify else []
     steps = Steps(total=3 + len(opts.dtypes) + int(opts.verify))
     source = source_info(opts.model)
+    check_grid(source, opts.dtypes, opts.quant)
     with steps.step(f"loading {source['base']}" + (f" and merging the LoRA adapter {source['adapter']}"
                                                     if source["adapter"] else "")):
         model, tokenizer = load_model_and_tokenizer(opts.model, device="cpu", dtype="fp32")

@@ -17,6 +17,9 @@ def _source_lines(source: dict[str, Any]) -> list[str]:
         lines.append(f"- Training run: `{run['path']}` (git {run.get('git_commit') or 'unknown'})")
         for name, data in (run.get("data") or {}).items():
             lines.append(f"- Training data `{name}`: `{data.get('path')}` (sha256 `{data.get('sha256')}`)")
+    if source.get("quant_aware_block_size"):
+        lines.append(f"- Trained quant-aware on the symmetric 4-bit grid (block {source['quant_aware_block_size']}): "
+                     "the merged fp32 weights already are the 4-bit values, so model_q4.onnx holds the same model")
     if not source.get("adapter"):
         lines.append("- Not fine-tuned by spantune (exported as is).")
     return lines

@@ -127,9 +127,9 @@ def load_tokenizer(name_or_path: str) -> Any:
         raise _hub_error(source, exc) from None
 
 
-def load_model_and_tokenizer(name_or_path: str, device: str = "auto", dtype: str = "auto",
-                             merge_adapter: bool = True) -> tuple[Any, Any]:
-    """Load (model, tokenizer) in eval mode on ``device``; a run folder's LoRA adapter is applied."""
+def load_model_and_tokenizer(name_or_path: str, device: str = "auto", dtype: str = "auto") -> tuple[Any, Any]:
+    """Load (model, tokenizer) in eval mode on ``device``; a run folder's LoRA adapter is merged in, and a
+    quant-aware run's merge is put on the 4-bit grid it was trained on (so it is the model that run evaluated)."""
     from transformers import AutoModelForCausalLM
 
     base, adapter = resolve_model_path(name_or_path)
@@ -143,8 +143,11 @@ def load_model_and_tokenizer(name_or_path: str, device: str = "auto", dtype: str
     if adapter is not None:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, str(adapter))
-        if merge_adapter:
-            model = model.merge_and_unload()
+        from spantune.quant_aware import marker_block_size, snap_model
+
+        model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+        block = marker_block_size(adapter)
+        if block is not None:
+            snap_model(model, block)
     model.to(dev).eval()
     return model, tokenizer

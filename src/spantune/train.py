@@ -59,6 +59,15 @@ class LoraSection:
 
 
 @dataclass
+class QuantAwareSection:
+    """Train on the 4-bit grid the browser file uses (spantune.quant_aware), so model_q4.onnx answers like the
+    tuned model instead of differing on ~1 span in 5 (benchmarks/RESULTS.md, quant-aware training)."""
+
+    enabled: bool = False
+    block_size: int = 32  #: must match the export's --block-size (32 by default)
+
+
+@dataclass
 class TrainSection:
     seed: int = 42
     learning_rate: float = 5e-5
@@ -94,6 +103,7 @@ class TrainConfig:
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
     lora: LoraSection = field(default_factory=LoraSection)
+    quant_aware: QuantAwareSection = field(default_factory=QuantAwareSection)
     train: TrainSection = field(default_factory=TrainSection)
     eval: EvalSection = field(default_factory=EvalSection)
 
@@ -138,6 +148,13 @@ def check_values(cfg: TrainConfig) -> None:
     need(cfg.lora.alpha > 0, "lora.alpha", "must be > 0")
     need(0.0 <= cfg.lora.dropout < 1.0, "lora.dropout", "must be in [0, 1)")
     need(bool(cfg.lora.target_modules), "lora.target_modules", "name at least one module (or all-linear)")
+    q = cfg.quant_aware
+    need(q.block_size >= 16 and q.block_size & (q.block_size - 1) == 0, "quant_aware.block_size",
+         "must be a power of two >= 16 (onnxruntime's block quantizers)")
+    if q.enabled:
+        need(cfg.lora.dropout == 0.0, "lora.dropout", "must be 0 with quant_aware.enabled (the 4-bit weight is "
+             "the merged base + LoRA weight, which dropout on the LoRA input cannot be folded into)")
+        need(not cfg.model.qlora, "quant_aware.enabled", "needs a float base (plain LoRA), not --qlora")
     t = cfg.train
     need(t.learning_rate > 0, "train.learning_rate", "must be > 0")
     need(t.lr_scheduler in SCHEDULERS, "train.lr_scheduler", f"choose one of {', '.join(SCHEDULERS)}")
@@ -352,7 +369,7 @@ def _trim_metrics(path: Path, step: int) -> None:
         fh.writelines(json.dumps(r) + "\n" for r in rows)
 
 
-def _save_adapter(trainer: Any, run_dir: Path, base_name: str) -> Path:
+def _save_adapter(trainer: Any, run_dir: Path, base_name: str, quant_block: int | None) -> Path:
     """Adapter + tokenizer into ``run_dir/adapter`` in one rename (every rank takes part, for FSDP).
 
     The adapter names its base as the user did (a hub id or ``embedded``), not by this machine's
@@ -363,6 +380,10 @@ def _save_adapter(trainer: Any, run_dir: Path, base_name: str) -> Path:
     trainer.accelerator.wait_for_everyone()
     final = run_dir / "adapter"
     if trainer.is_world_process_zero():
+        if quant_block is not None:
+            from spantune.quant_aware import write_marker
+
+            write_marker(tmp, quant_block)
         if not Path(base_name).expanduser().is_dir():
             cfg_path = tmp / "adapter_config.json"
             adapter_cfg = json.loads(cfg_path.read_text())
@@ -381,7 +402,7 @@ def build_trainer(prep: Prepared, args: Any, precision: str, callbacks: list[Any
 
     model = load_base_model(prep.config, precision)
     model.config.pad_token_id = prep.tokenizer.pad_token_id
-    return SpanSFTTrainer(
+    trainer = SpanSFTTrainer(
         model=model,
         args=args,
         train_dataset=to_dataset(prep.train_encoded),
@@ -390,6 +411,11 @@ def build_trainer(prep: Prepared, args: Any, precision: str, callbacks: list[Any
         peft_config=lora_config(prep.config.lora),
         callbacks=callbacks,
     )
+    if prep.config.quant_aware.enabled:
+        from spantune.quant_aware import attach
+
+        attach(trainer.model, prep.config.quant_aware.block_size)
+    return trainer
 
 
 def run_training(prep: Prepared, started: float) -> dict[str, Any]:
@@ -448,7 +474,8 @@ def run_training(prep: Prepared, started: float) -> dict[str, Any]:
     if stopper.interrupted:
         return summary
 
-    adapter = _save_adapter(trainer, run_dir, prep.config.model.name)
+    adapter = _save_adapter(trainer, run_dir, prep.config.model.name,
+                            cfg.quant_aware.block_size if cfg.quant_aware.enabled else None)
     if state.is_main_process:
         rows = read_metrics(metrics_path)
         speeds = [r["tokens_per_s"] for r in rows if r.get("tokens_per_s")]

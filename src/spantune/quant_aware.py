@@ -1,0 +1,106 @@
+"""4-bit weights as the browser file stores them, in PyTorch: for training that sees them, and for snapping.
+
+onnxruntime's symmetric round-to-nearest 4-bit (MatMulNBits for MatMuls, GatherBlockQuantized for the
+embedding) splits each weight row into blocks of ``block_size`` along the input dimension, scales each block by
+its largest-magnitude value / -8 and rounds to the integers -8..7. A model whose weights already lie on that
+grid quantizes to itself, so its q4 file decodes like its fp32 file; training through the grid (straight-through
+estimator) lets the adapter learn weights that stay good once they are put there.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from spantune.errors import InputError
+
+
+def fake_quant(weight: torch.Tensor, block_size: int = 32) -> torch.Tensor:
+    """``weight`` (rows × inputs) rounded to onnxruntime's symmetric 4-bit block grid, same shape and dtype."""
+    rows, cols = weight.shape
+    pad = (-cols) % block_size
+    blocks = F.pad(weight, (0, pad)).reshape(rows, -1, block_size)
+    hi = blocks.amax(-1, keepdim=True)
+    lo = blocks.amin(-1, keepdim=True)
+    scale = torch.where(hi.abs() > lo.abs(), hi, lo) / -8.0
+    safe = torch.where(scale == 0, torch.ones_like(scale), scale)
+    q = torch.where(scale == 0, torch.zeros_like(blocks), (blocks / safe).round().clamp(-8, 7))
+    return (q * scale).reshape(rows, -1)[:, :cols]
+
+
+def straight_through(weight: torch.Tensor, block_size: int = 32) -> torch.Tensor:
+    """Forward: the 4-bit weight; backward: the gradient passes to ``weight`` unchanged."""
+    return weight + (fake_quant(weight, block_size) - weight).detach()
+
+
+@torch.no_grad()
+def snap_model(model: Any, block_size: int = 32, skip: frozenset[int] = frozenset()) -> int:
+    """Put every Linear and Embedding weight of ``model`` (but modules whose id is in ``skip``) on the 4-bit grid
+    in place; returns how many. Tied weights (embedding = lm_head) are one tensor and are snapped once."""
+    seen: set[int] = set()
+    for module in model.modules():
+        if (isinstance(module, (torch.nn.Linear, torch.nn.Embedding)) and id(module) not in skip
+                and id(module.weight) not in seen):
+            seen.add(id(module.weight))
+            module.weight.copy_(fake_quant(module.weight, block_size))
+    return len(seen)
+
+
+#: Written into a quant-aware run's adapter folder; loaders snap the merged model when they find it.
+MARKER = "quant_aware.json"
+SCHEME = "onnxruntime symmetric round-to-nearest 4-bit (MatMulNBits / GatherBlockQuantized)"
+
+
+def write_marker(adapter: Path, block_size: int) -> None:
+    """Record in the adapter folder that its weights were trained on the grid, so loaders snap the merge."""
+    from spantune.io import write_json
+
+    write_json(adapter / MARKER, {"scheme": SCHEME, "bits": 4, "symmetric": True, "block_size": block_size})
+
+
+def marker_block_size(adapter: Path | None) -> int | None:
+    """The grid's block size if ``adapter`` was trained quant-aware, else None."""
+    path = adapter / MARKER if adapter is not None else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        return int(json.loads(path.read_text(encoding="utf-8"))["block_size"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(path, None, "block_size", f"unreadable ({exc})") from None
+
+
+def _grid_forward(layer: Any, block_size: int) -> Any:
+    """A LoRA layer's forward through ``straight_through(base + delta)``: what the merged, 4-bit model computes."""
+
+    def forward(x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        weight = layer.base_layer.weight
+        if not layer.disable_adapters:
+            for name in layer.active_adapters:
+                if name in layer.lora_A:
+                    weight = weight + layer.get_delta_weight(name)
+        return F.linear(x, straight_through(weight, block_size), layer.base_layer.bias)
+
+    return forward
+
+
+def attach(model: Any, block_size: int = 32) -> tuple[int, int]:
+    """Train ``model`` (a PEFT LoRA model) on the 4-bit grid: LoRA layers compute with their merged weight rounded
+    to it (straight-through), and the frozen weights outside LoRA are snapped once. Returns (LoRA layers, snapped).
+
+    The frozen weights never change, so snapping them now is exactly what the export does to them later."""
+    from peft.tuners.lora import LoraLayer
+
+    lora = [m for m in model.modules() if isinstance(m, LoraLayer)]
+    if not lora:
+        raise ValueError("quant-aware training needs LoRA layers (none found)")
+    if any(not m.base_layer.weight.dtype.is_floating_point for m in lora):
+        raise ValueError("quant-aware training needs float base weights, not a 4-bit (QLoRA) base")
+    inside = frozenset(id(sub) for layer in lora for sub in layer.modules())  # bases and the LoRA A/B factors
+    snapped = snap_model(model, block_size, skip=inside)
+    for layer in lora:
+        layer.forward = _grid_forward(layer, block_size)
+    return len(lora), snapped
