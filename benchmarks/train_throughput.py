@@ -10,6 +10,8 @@ examples, from a freshly loaded base model, in one process. Reported:
 
 * useful tokens/s: the examples' real (non-padding) tokens divided by the training wall time; the
   ratio of the two is the speed-up at equal work;
+* with ``--quant-aware``, a third phase: spantune's trainer again with ``quant_aware.enabled`` (LoRA through the
+  4-bit grid, dropout 0), reported as its cost against the plain spantune phase;
 * peak memory above the level before each phase: on CUDA ``torch.cuda.max_memory_allocated``; on CPU
   the resident set size sampled every 5 ms (glibc is told to return freed blocks to the OS at once,
   so the RSS follows what torch holds).
@@ -166,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--examples", type=int, default=32)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--quant-aware", action="store_true", help="also time quant-aware training")
     args = parser.parse_args(argv)
 
     import torch
@@ -185,12 +188,15 @@ def main(argv: list[str] | None = None) -> int:
             examples = load_split(cfg.data.train, "data.train", cfg.data).examples[: args.examples]
             ours = run_spantune(prep, Path(tmp) / "ours", precision, bf16, fp16, cuda)
             naive = run_naive(prep, examples, Path(tmp) / "naive", precision, bf16, fp16, cuda)
+            if args.quant_aware:
+                prep.config.quant_aware.enabled, prep.config.lora.dropout = True, 0.0
+                quant_aware = run_spantune(prep, Path(tmp) / "quant_aware", precision, bf16, fp16, cuda)
     except SpantuneError as exc:
         print(f"train_throughput: error: {exc}", file=sys.stderr)
         return 1
 
     useful = sum(len(e.input_ids) for e in prep.train_encoded)  # real tokens, the same for both
-    rows = {"spantune": ours, "naive": naive}
+    rows = {"spantune": ours, "naive": naive, **({"quant-aware": quant_aware} if args.quant_aware else {})}
     for r in rows.values():
         r["useful_tokens_per_s"] = useful / r["seconds"]
         r["useful_tokens_per_cpu_s"] = useful / r["cpu_seconds"]
@@ -206,6 +212,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['peak_bytes'] / 2**20:>9.0f}")
     print(f"useful tokens/s: spantune / naive = {speedup:.2f}x (target >= 2x); per CPU-second {cpu_speedup:.2f}x")
     print(f"peak memory: naive / spantune = {memory_ratio:.2f}x")
+    if args.quant_aware:
+        print(f"quant-aware cost: spantune / quant-aware useful tokens/s = "
+              f"{ours['useful_tokens_per_s'] / quant_aware['useful_tokens_per_s']:.2f}x, peak memory "
+              f"{quant_aware['peak_bytes'] / max(ours['peak_bytes'], 1):.2f}x")
     if args.json:
         Path(args.json).write_text(json.dumps({"model": args.model, "examples": len(examples), "device": device,
                                                "precision": precision, "useful_tokens": useful, **rows,

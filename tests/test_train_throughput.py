@@ -15,7 +15,7 @@ def test_throughput_benchmark_runs_both_trainers_on_the_same_examples(tmp_path: 
     out = tmp_path / "result.json"
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "train_throughput.py"), "--model",
                            str(tiny_model_dir), "--data", str(data), "--examples", "24", "--threads", "1",
-                           "--json", str(out)], env=cli_env(), cwd=ROOT, capture_output=True, text=True, timeout=300)
+                           "--json", str(out), "--quant-aware"], env=cli_env(), cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     result = json.loads(out.read_text())
     assert result["examples"] == 24
@@ -23,3 +23,4 @@ def test_throughput_benchmark_runs_both_trainers_on_the_same_examples(tmp_path: 
     # padding every example to 512 tokens costs CPU time even on a 2-layer model
     assert result["cpu_speedup"] > 1.5, result
     assert "useful tokens/s: spantune / naive" in proc.stdout
+    assert result["quant-aware"]["steps"] == 3 and "quant-aware cost" in proc.stdout
