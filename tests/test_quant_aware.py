@@ -128,3 +128,23 @@ def test_bad_quant_aware_settings_name_their_key(tmp_path: Path, tiny_model_dir:
     cfg = write_config(tmp_path, tiny_model_dir, **sections)
     assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "run")]) == 1
     assert key in capsys.readouterr().err
+
+
+def test_no_grad_forward_reuses_the_rounded_weight_until_a_parameter_changes(tiny_model_dir: Path) -> None:
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                           LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules="all-linear"))
+    attach(model, 32)
+    ids = torch.tensor([[1, 5, 9, 12]])
+    with torch.no_grad():
+        first = model(ids).logits
+        assert torch.equal(model(ids).logits, first)
+    with_grad = model(ids).logits
+    assert torch.allclose(with_grad, first, atol=1e-6)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.add_(0.5)  # in place, as an optimizer step is
+        assert not torch.allclose(model(ids).logits, first, atol=1e-3), "a stale rounded weight was reused"

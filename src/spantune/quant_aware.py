@@ -74,15 +74,30 @@ def marker_block_size(adapter: Path | None) -> int | None:
 
 
 def _grid_forward(layer: Any, block_size: int) -> Any:
-    """A LoRA layer's forward through ``straight_through(base + delta)``: what the merged, 4-bit model computes."""
+    """A LoRA layer's forward through ``straight_through(base + delta)``: what the merged, 4-bit model computes.
 
-    def forward(x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    Without gradients (the generation evaluations) the rounded weight is kept until a parameter changes,
+    so decoding token by token does not round every weight again at every step."""
+    cache: dict[str, Any] = {}
+
+    def merged() -> torch.Tensor:
         weight = layer.base_layer.weight
         if not layer.disable_adapters:
             for name in layer.active_adapters:
                 if name in layer.lora_A:
                     weight = weight + layer.get_delta_weight(name)
-        return F.linear(x, straight_through(weight, block_size), layer.base_layer.bias)
+        return weight
+
+    def forward(x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        if torch.is_grad_enabled():
+            cache.clear()
+            return F.linear(x, straight_through(merged(), block_size), layer.base_layer.bias)
+        params = [layer.base_layer.weight, *(m[n].weight for m in (layer.lora_A, layer.lora_B)
+                                            for n in layer.active_adapters if n in m)]
+        key = (layer.disable_adapters, tuple(layer.active_adapters), tuple(p._version for p in params))
+        if cache.get("key") != key:
+            cache.update(key=key, weight=fake_quant(merged(), block_size))
+        return F.linear(x, cache["weight"], layer.base_layer.bias)
 
     return forward
 
