@@ -13,7 +13,7 @@ from train_helpers import write_config
 from spantune.cli import main
 from spantune.errors import SpantuneError
 from spantune.export_onnx import QuantOptions, quantize_weights
-from spantune.quant_aware import MARKER, attach, fake_quant, snap_model, straight_through
+from spantune.quant_aware import MARKER, Grid, attach, fake_quant, snap_model, straight_through
 
 
 def _gather_matmul(path: Path, embedding: np.ndarray, weight: np.ndarray) -> Path:
@@ -79,12 +79,17 @@ def test_attached_lora_model_computes_the_snapped_merge(tiny_model_dir: Path) ->
             param.data.normal_(0, 0.3)
     q_proj = model.base_model.model.model.layers[0].self_attn.q_proj
     before = q_proj.base_layer.weight.clone()
-    n_lora, n_snapped = attach(model, 32)
-    assert n_lora > 0 and n_snapped == 1  # the tied embedding / lm_head, the one weight outside LoRA
-    assert torch.equal(q_proj.base_layer.weight, before), "LoRA bases stay as loaded: base + delta is snapped"
     ids = torch.tensor([[1, 5, 9, 12, 3]])
     with torch.no_grad():
+        plain = model(ids).logits
+        grid = Grid(model, 32)
+        assert torch.equal(model(ids).logits, plain), "until enable() the layers run PEFT's forward"
+        grid.enable()
+    assert grid.lora_layers and grid.snapped == 1  # the tied embedding / lm_head, the one weight outside LoRA
+    assert torch.equal(q_proj.base_layer.weight, before), "LoRA bases stay as loaded: base + delta is snapped"
+    with torch.no_grad():
         trained = model(ids).logits
+        assert not torch.allclose(trained, plain, atol=1e-4)
         merged = model.merge_and_unload()
         snap_model(merged, 32)
         assert torch.allclose(merged(ids).logits, trained, atol=1e-5)
@@ -99,7 +104,8 @@ def test_quant_aware_run_exports_a_q4_that_answers_like_it(tmp_path: Path, tiny_
     from spantune.models import load_model_and_tokenizer
     from spantune.schema import write_jsonl
 
-    cfg = write_config(tmp_path, tiny_model_dir, lora={"dropout": 0.0}, quant_aware={"enabled": True},
+    cfg = write_config(tmp_path, tiny_model_dir, lora={"dropout": 0.0},
+                       quant_aware={"enabled": True, "start_step": 2},
                        train={"max_steps": 4, "save_steps": 4}, eval={"steps": 0})
     run = tmp_path / "run"
     assert main(["train", "--config", str(cfg), "--out", str(run)]) == 0
@@ -122,6 +128,7 @@ def test_quant_aware_run_exports_a_q4_that_answers_like_it(tmp_path: Path, tiny_
 @pytest.mark.parametrize(("sections", "key"), [
     ({"quant_aware": {"enabled": True}}, "lora.dropout"),  # the helper's recipe has dropout 0.05
     ({"quant_aware": {"block_size": 48}}, "quant_aware.block_size"),
+    ({"quant_aware": {"enabled": True, "start_step": 12}, "lora": {"dropout": 0.0}}, "quant_aware.start_step"),
 ])
 def test_bad_quant_aware_settings_name_their_key(tmp_path: Path, tiny_model_dir: Path, sections: dict,
                                                  key: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -148,3 +155,21 @@ def test_no_grad_forward_reuses_the_rounded_weight_until_a_parameter_changes(tin
             if "lora_B" in name:
                 param.add_(0.5)  # in place, as an optimizer step is
         assert not torch.allclose(model(ids).logits, first, atol=1e-3), "a stale rounded weight was reused"
+
+
+def test_grid_switches_on_at_the_start_step() -> None:
+    from types import SimpleNamespace
+
+    from spantune.train_callbacks import QuantAwareStart
+
+    class Switch:
+        on = False
+
+        def enable(self) -> None:
+            self.on = True
+
+    grid = Switch()
+    start = QuantAwareStart(grid, start_step=3)
+    for step, on in ((0, False), (2, False), (3, True)):
+        start.on_step_begin(None, SimpleNamespace(global_step=step), None)
+        assert grid.on is on, step

@@ -73,49 +73,66 @@ def marker_block_size(adapter: Path | None) -> int | None:
         raise InputError(path, None, "block_size", f"unreadable ({exc})") from None
 
 
-def _grid_forward(layer: Any, block_size: int) -> Any:
-    """A LoRA layer's forward through ``straight_through(base + delta)``: what the merged, 4-bit model computes.
+class Grid:
+    """Quant-aware training of a PEFT LoRA model, switched on by :meth:`enable` (at once, or from a later step).
 
-    Without gradients (the generation evaluations) the rounded weight is kept until a parameter changes,
-    so decoding token by token does not round every weight again at every step."""
-    cache: dict[str, Any] = {}
+    Once on, every LoRA layer computes with its merged weight rounded to the 4-bit grid (straight-through), and
+    the frozen weights outside LoRA are snapped: they never change, so snapping them is exactly what the export
+    does to them later. Before that, the layers run PEFT's own forward."""
 
-    def merged() -> torch.Tensor:
-        weight = layer.base_layer.weight
-        if not layer.disable_adapters:
-            for name in layer.active_adapters:
-                if name in layer.lora_A:
-                    weight = weight + layer.get_delta_weight(name)
-        return weight
+    def __init__(self, model: Any, block_size: int = 32) -> None:
+        from peft.tuners.lora import LoraLayer
 
-    def forward(x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        if torch.is_grad_enabled():
-            cache.clear()
-            return F.linear(x, straight_through(merged(), block_size), layer.base_layer.bias)
-        params = [layer.base_layer.weight, *(m[n].weight for m in (layer.lora_A, layer.lora_B)
-                                            for n in layer.active_adapters if n in m)]
-        key = (layer.disable_adapters, tuple(layer.active_adapters), tuple(p._version for p in params))
-        if cache.get("key") != key:
-            cache.update(key=key, weight=fake_quant(merged(), block_size))
-        return F.linear(x, cache["weight"], layer.base_layer.bias)
+        self.model, self.block_size, self.on, self.snapped = model, block_size, False, 0
+        self.lora_layers = [m for m in model.modules() if isinstance(m, LoraLayer)]
+        if not self.lora_layers:
+            raise ValueError("quant-aware training needs LoRA layers (none found)")
+        if any(not m.base_layer.weight.dtype.is_floating_point for m in self.lora_layers):
+            raise ValueError("quant-aware training needs float base weights, not a 4-bit (QLoRA) base")
+        for layer in self.lora_layers:
+            layer.forward = self._forward(layer, layer.forward)
 
-    return forward
+    def enable(self) -> None:
+        if self.on:
+            return
+        inside = frozenset(id(sub) for layer in self.lora_layers for sub in layer.modules())  # bases, A/B factors
+        self.snapped = snap_model(self.model, self.block_size, skip=inside)
+        self.on = True
+
+    def _forward(self, layer: Any, peft_forward: Any) -> Any:
+        """``layer``'s forward through ``straight_through(base + delta)`` while the grid is on.
+
+        Without gradients (the generation evaluations) the rounded weight is kept until a parameter changes,
+        so decoding token by token does not round every weight again at every step."""
+        cache: dict[str, Any] = {}
+        block_size = self.block_size
+
+        def merged() -> torch.Tensor:
+            weight = layer.base_layer.weight
+            if not layer.disable_adapters:
+                for name in layer.active_adapters:
+                    if name in layer.lora_A:
+                        weight = weight + layer.get_delta_weight(name)
+            return weight
+
+        def forward(x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+            if not self.on:
+                return peft_forward(x, *args, **kwargs)
+            if torch.is_grad_enabled():
+                cache.clear()
+                return F.linear(x, straight_through(merged(), block_size), layer.base_layer.bias)
+            params = [layer.base_layer.weight, *(m[n].weight for m in (layer.lora_A, layer.lora_B)
+                                                for n in layer.active_adapters if n in m)]
+            key = (layer.disable_adapters, tuple(layer.active_adapters), tuple(p._version for p in params))
+            if cache.get("key") != key:
+                cache.update(key=key, weight=fake_quant(merged(), block_size))
+            return F.linear(x, cache["weight"], layer.base_layer.bias)
+
+        return forward
 
 
-def attach(model: Any, block_size: int = 32) -> tuple[int, int]:
-    """Train ``model`` (a PEFT LoRA model) on the 4-bit grid: LoRA layers compute with their merged weight rounded
-    to it (straight-through), and the frozen weights outside LoRA are snapped once. Returns (LoRA layers, snapped).
-
-    The frozen weights never change, so snapping them now is exactly what the export does to them later."""
-    from peft.tuners.lora import LoraLayer
-
-    lora = [m for m in model.modules() if isinstance(m, LoraLayer)]
-    if not lora:
-        raise ValueError("quant-aware training needs LoRA layers (none found)")
-    if any(not m.base_layer.weight.dtype.is_floating_point for m in lora):
-        raise ValueError("quant-aware training needs float base weights, not a 4-bit (QLoRA) base")
-    inside = frozenset(id(sub) for layer in lora for sub in layer.modules())  # bases and the LoRA A/B factors
-    snapped = snap_model(model, block_size, skip=inside)
-    for layer in lora:
-        layer.forward = _grid_forward(layer, block_size)
-    return len(lora), snapped
+def attach(model: Any, block_size: int = 32) -> Grid:
+    """Quant-aware training from now on (see :class:`Grid`)."""
+    grid = Grid(model, block_size)
+    grid.enable()
+    return grid

@@ -65,6 +65,7 @@ class QuantAwareSection:
 
     enabled: bool = False
     block_size: int = 32  #: must match the export's --block-size (32 by default)
+    start_step: int = 0  #: train plainly before this optimizer step, on the grid from it on
 
 
 @dataclass
@@ -155,6 +156,8 @@ def check_values(cfg: TrainConfig) -> None:
         need(cfg.lora.dropout == 0.0, "lora.dropout", "must be 0 with quant_aware.enabled (the 4-bit weight is "
              "the merged base + LoRA weight, which dropout on the LoRA input cannot be folded into)")
         need(not cfg.model.qlora, "quant_aware.enabled", "needs a float base (plain LoRA), not --qlora")
+        need(0 <= q.start_step and (cfg.train.max_steps <= 0 or q.start_step < cfg.train.max_steps),
+             "quant_aware.start_step", "must be >= 0 and below train.max_steps (else nothing trains on the grid)")
     t = cfg.train
     need(t.learning_rate > 0, "train.learning_rate", "must be > 0")
     need(t.lr_scheduler in SCHEDULERS, "train.lr_scheduler", f"choose one of {', '.join(SCHEDULERS)}")
@@ -411,10 +414,12 @@ def build_trainer(prep: Prepared, args: Any, precision: str, callbacks: list[Any
         peft_config=lora_config(prep.config.lora),
         callbacks=callbacks,
     )
-    if prep.config.quant_aware.enabled:
-        from spantune.quant_aware import attach
+    qa = prep.config.quant_aware
+    if qa.enabled:
+        from spantune.quant_aware import Grid
+        from spantune.train_callbacks import QuantAwareStart
 
-        attach(trainer.model, prep.config.quant_aware.block_size)
+        trainer.add_callback(QuantAwareStart(Grid(trainer.model, qa.block_size), qa.start_step))
     return trainer
 
 

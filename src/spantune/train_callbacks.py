@@ -189,3 +189,14 @@ def sigint_saves(stopper: GracefulStop) -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+class QuantAwareStart(TrainerCallback):
+    """Switch quant-aware training on at ``start_step`` (also when a resumed run is already past it)."""
+
+    def __init__(self, grid: Any, start_step: int) -> None:
+        self.grid, self.start_step = grid, start_step
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.global_step >= self.start_step:
+            self.grid.enable()
