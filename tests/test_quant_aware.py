@@ -13,7 +13,7 @@ from train_helpers import write_config
 from spantune.cli import main
 from spantune.errors import SpantuneError
 from spantune.export_onnx import QuantOptions, quantize_weights
-from spantune.quant_aware import MARKER, Grid, attach, fake_quant, snap_model, straight_through
+from spantune.quant_aware import MARKER, Grid, fake_quant, snap_model, straight_through
 
 
 def _gather_matmul(path: Path, embedding: np.ndarray, weight: np.ndarray) -> Path:
@@ -143,7 +143,7 @@ def test_no_grad_forward_reuses_the_rounded_weight_until_a_parameter_changes(tin
 
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
                            LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules="all-linear"))
-    attach(model, 32)
+    Grid(model, 32).enable()
     ids = torch.tensor([[1, 5, 9, 12]])
     with torch.no_grad():
         first = model(ids).logits

@@ -130,9 +130,3 @@ class Grid:
 
         return forward
 
-
-def attach(model: Any, block_size: int = 32) -> Grid:
-    """Quant-aware training from now on (see :class:`Grid`)."""
-    grid = Grid(model, block_size)
-    grid.enable()
-    return grid
