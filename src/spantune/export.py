@@ -168,7 +168,6 @@ def run_folder(adapter: Path | None) -> Path | None:
 
 def source_info(model_arg: str) -> dict[str, Any]:
     from spantune.models import resolve_model_path
-
     from spantune.quant_aware import marker_block_size
 
     base, adapter = resolve_model_path(model_arg)
