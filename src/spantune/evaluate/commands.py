@@ -22,11 +22,20 @@ def subsets_of(extra: dict[str, Any]) -> list[str]:
 
 def select_examples(path: str, subset: str | None, limit: int | None) -> tuple[list[Any], dict[str, Any]]:
     """The examples to evaluate (file order) and the data facts report.json records."""
-    from spantune.evaluate.metrics import example_key
+    from spantune.errors import InputError
+    from spantune.evaluate.metrics import REFERENCES_FIELD, accepted_outputs, example_key
     from spantune.io import sha256_file
-    from spantune.schema import read_jsonl
+    from spantune.schema import check_jsonl
 
-    examples = read_jsonl(path)
+    checked = check_jsonl(path)
+    if checked.bad:
+        raise checked.bad[0][1]
+    for lineno, ex, _ in checked.good:
+        try:
+            accepted_outputs(ex)
+        except ValueError as exc:
+            raise InputError(path, lineno, REFERENCES_FIELD, str(exc)) from None
+    examples = [ex for _, ex, _ in checked.good]
     n_file = len(examples)
     if not examples:
         raise SpantuneError(f"{path}: no examples to evaluate")

@@ -32,6 +32,22 @@ def span_length_bucket(span_in: str) -> str:
     return length_bucket(len(span_in.split()))
 
 
+#: Optional example field: further accepted outputs besides ``span_out`` (a list of strings), e.g. a
+#: corpus's other references. Edit precision and recall count a match with any of them.
+REFERENCES_FIELD = "references"
+
+
+def accepted_outputs(example: SpanExample) -> tuple[str, ...]:
+    """``span_out`` and the example's further accepted references (see :data:`REFERENCES_FIELD`).
+
+    Raises ValueError when the field is not a list of strings (callers name the file, line and field).
+    """
+    extra = example.extra.get(REFERENCES_FIELD, [])
+    if not isinstance(extra, list) or not all(isinstance(r, str) for r in extra):
+        raise ValueError(f"expected a list of strings, got {extra!r:.60}")
+    return (example.span_out, *extra)
+
+
 def example_key(example: SpanExample) -> str:
     """Stable identity of an example across files and runs: its id, or a hash of its fields."""
     if example.id:
@@ -76,7 +92,8 @@ class EvalRow:
     """One evaluated example: what the system inserted, the post-processing flags and the timing.
 
     Flags, latency and token count are ``None`` when unknown: a plain string prediction (as training
-    may pass to :func:`compute_metrics`) carries none of them.
+    may pass to :func:`compute_metrics`) carries none of them. ``kept`` and the two log-probabilities
+    come from the keep margin (docs/keep-margin.md), ``None`` where the answer was not scored.
     """
 
     example: SpanExample
@@ -87,6 +104,9 @@ class EvalRow:
     fallback: bool | None = None
     latency_s: float | None = None
     new_tokens: int | None = None
+    kept: bool | None = None
+    keep_logprob: float | None = None
+    answer_logprob: float | None = None
 
     @property
     def key(self) -> str:
@@ -99,6 +119,11 @@ class EvalRow:
     @property
     def changed(self) -> bool:
         return self.prediction != self.example.span_in
+
+    @property
+    def right(self) -> bool:
+        """The prediction is ``span_out`` or another accepted reference."""
+        return self.prediction in accepted_outputs(self.example)
 
     def to_dict(self) -> dict[str, Any]:
         """One line of predictions.jsonl: the example, the output, its flags and per-example scores."""
@@ -113,6 +138,9 @@ class EvalRow:
             "fallback": self.fallback,
             "latency_s": self.latency_s,
             "new_tokens": self.new_tokens,
+            "kept": self.kept,
+            "keep_logprob": self.keep_logprob,
+            "answer_logprob": self.answer_logprob,
             "exact": self.exact,
             "levenshtein": round(normalized_levenshtein(self.prediction, ex.span_out), 6),
             "chrf": round(sentence_chrf(self.prediction, ex.span_out), 4),
@@ -139,7 +167,8 @@ def make_row(example: SpanExample, prediction: Any) -> EvalRow:
         raise TypeError(f"expected str, PostResult or Prediction, got {type(prediction).__name__}")
     return EvalRow(example, result.text, raw=getattr(prediction, "raw", None), overrun=result.overrun,
                    verbose=result.verbose, fallback=result.fallback,
-                   latency_s=getattr(prediction, "latency_s", None), new_tokens=getattr(prediction, "new_tokens", None))
+                   **{k: getattr(prediction, k, None) for k in
+                      ("latency_s", "new_tokens", "kept", "keep_logprob", "answer_logprob")})
 
 
 def flag_problem(row: EvalRow) -> str | None:
@@ -177,6 +206,7 @@ class Columns:
     chrf_stats: np.ndarray
     noop: np.ndarray
     changed: np.ndarray
+    right: np.ndarray
     overrun: np.ndarray
     verbose: np.ndarray
     fallback: np.ndarray
@@ -194,6 +224,7 @@ class Columns:
             chrf_stats=np.array(stats, dtype=np.int64).reshape(len(rows), -1),
             noop=np.array([r.example.is_noop for r in rows], dtype=bool),
             changed=np.array([r.changed for r in rows], dtype=bool),
+            right=np.array([r.right for r in rows], dtype=bool),
             overrun=_optional(r.overrun for r in rows),
             verbose=_optional(r.verbose for r in rows),
             fallback=_optional(r.fallback for r in rows),
@@ -305,6 +336,22 @@ def missed_fix_rate(c: Columns) -> float | None:
     """Among examples that need a change (``span_out != span_in``), the share whose prediction equals
     ``span_in`` (the error was left as it was); undefined (None) when every example is a no-op."""
     return _share(~c.changed, among=~c.noop)
+
+
+@_metric("Edit precision", True)
+def edit_precision(c: Columns) -> float | None:
+    """Among examples whose prediction differs from ``span_in`` (the system changed the span), the share
+    whose prediction is exactly right: equal to ``span_out`` or to one of the example's further accepted
+    ``references``; undefined (None) when the system changed nothing."""
+    return _share(c.right, among=c.changed)
+
+
+@_metric("Edit recall", True)
+def edit_recall(c: Columns) -> float | None:
+    """Among examples that need a change (``span_out != span_in``), the share the system changed into
+    exactly ``span_out`` or one of the example's further accepted ``references``; undefined (None) when
+    every example is a no-op."""
+    return _share(c.right & c.changed, among=~c.noop)
 
 
 def _latency_percentile(c: Columns, q: float) -> float | None:

@@ -129,8 +129,10 @@ def _metrics_table(report: dict[str, Any]) -> list[str]:
     return _table(header, rows)
 
 
-_BREAKDOWN_COLUMNS = ("exact_match", "chrf", "levenshtein", "noop_false_edit_rate", "missed_fix_rate",
-                      "verbose_rate", "fallback_rate")
+_BREAKDOWN_COLUMNS = ("exact_match", "chrf", "levenshtein", "edit_precision", "edit_recall", "noop_false_edit_rate",
+                      "missed_fix_rate", "verbose_rate", "fallback_rate")
+#: Columns of the per-source table printed on the terminal (report.md has every breakdown column).
+_SOURCE_COLUMNS = ("exact_match", "edit_precision", "edit_recall", "noop_false_edit_rate")
 
 
 def _breakdown_table(by: str, groups: dict[str, Any]) -> list[str]:
@@ -229,7 +231,8 @@ def write_report(out_dir: Path, report: dict[str, Any]) -> list[Path]:
 
 
 def print_summary(report: dict[str, Any], file: Any = None) -> None:
-    """The headline metrics table on the terminal (rich), with baseline deltas when present."""
+    """The headline metrics table on the terminal (rich), with baseline deltas when present, and a
+    per-source table when the data mixes sources (their edit precision and recall differ most)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -247,4 +250,13 @@ def print_summary(report: dict[str, Any], file: Any = None) -> None:
     if base:
         table.caption = (f"Δ = this run − baseline {base['system']}, paired on {base['n_shared']} shared examples; "
                          "* = 95% CI of Δ excludes 0")
-    Console(file=file or sys.stdout, width=120).print(table)
+    console = Console(file=file or sys.stdout, width=120)
+    console.print(table)
+    sources = report["breakdowns"]["source"]
+    if len(sources) > 1:
+        per_source = Table(title="by source")
+        for col in ("source", "n", *(METRICS[c].label for c in _SOURCE_COLUMNS)):
+            per_source.add_column(col, justify="left" if col == "source" else "right")
+        for group, v in sources.items():
+            per_source.add_row(group, str(v["n"]), *(fmt(c, v["metrics"][c]) for c in _SOURCE_COLUMNS))
+        console.print(per_source)
