@@ -185,6 +185,34 @@ def test_lora_run_is_merged(lively_dir: Path, examples_file: Path, tmp_path: Pat
     assert abs(got - plain).max() > 1e-2, "the adapter did not change the exported model"
 
 
+def test_card_carries_data_licences(lively_dir: Path, examples_file: Path, tmp_path: Path) -> None:
+    """A run trained on a non-commercial source (per its data manifest) exports a card that says so plainly."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from spantune.runinfo import write_run_info
+    from spantune.train import TrainConfig
+
+    run = tmp_path / "run"
+    peft_model = get_peft_model(AutoModelForCausalLM.from_pretrained(lively_dir),
+                                LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"]))
+    peft_model.save_pretrained(run / "adapter")
+    files = {name: tmp_path / f"{name}.jsonl" for name in ("train", "eval")}
+    for name, path in files.items():
+        write_jsonl(path, e2e_examples())
+        (tmp_path / f"{name}.jsonl.manifest.json").write_text(json.dumps({"sources": [
+            {"name": "jfleg-dev", "kind": "real", "license": "CC BY-NC-SA 4.0", "commercial": False, "files": []}]}))
+    write_run_info(run, TrainConfig(), files)
+    out = tmp_path / "licensed-onnx"
+    manifest = export_model(ExportOptions(model=str(run), out=out, dtypes=("fp32",), verify=False))
+    card = (out / "README.md").read_text()
+    assert manifest["source"]["run"]["data"]["train"]["sources"][0]["commercial"] is False
+    assert "**Non-commercial use only.** These weights are derived from non-commercial data: " \
+           "jfleg-dev (CC BY-NC-SA 4.0)" in card
+    assert f"Training data `eval` (the checkpoint was chosen on it): `{tmp_path / 'eval.jsonl'}`" in card
+    assert f"Base model: `{lively_dir.name}` (see the base model's card; local model folder)" in card
+
+
 def test_interrupted_export_leaves_no_folder(tiny_model_dir: Path, tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     import spantune.export_onnx

@@ -153,6 +153,10 @@ def test_30_step_run_lowers_loss_and_writes_run_folder(tmp_path: Path, tiny_mode
     assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     card = (run / "README.md").read_text()
     assert "optimizer steps: 30" in card and "best checkpoint: step" in card
+    # the helpers' data files have no manifest: run_info and the card say their licences are unknown
+    assert info["data"]["train"]["sources"] == "unknown (no manifest)"
+    assert f"on `{info['data']['eval']['path']}` (sources: unknown (no manifest))" in card
+    assert "are unknown (no manifest): check them before any commercial use" in card
 
     # the saved adapter is the best checkpoint's (by exact match), and it loads for inference
     state = json.loads((run / "checkpoints" / "checkpoint-30" / "trainer_state.json").read_text())

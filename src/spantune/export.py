@@ -167,16 +167,26 @@ def run_folder(adapter: Path | None) -> Path | None:
 
 
 def source_info(model_arg: str) -> dict[str, Any]:
+    """What the export is made of: base model (local path and public name), adapter, and the training run with
+    its data files, their sources and licences (read from the run's run_info.json)."""
     from spantune.models import resolve_model_path
     from spantune.quant_aware import marker_block_size
+    from spantune.runinfo import public_base_model
 
     base, adapter = resolve_model_path(model_arg)
+    # the adapter names its base as training was told it (hub id, 'embedded' or folder), not the resolved path
+    base_name = (json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))["base_model_name_or_path"]
+                 if adapter else model_arg)
     run = run_folder(adapter)
-    info: dict[str, Any] = {"model": model_arg, "base": base, "adapter": str(adapter) if adapter else None,
+    info: dict[str, Any] = {"model": model_arg, "base": base, "base_model": public_base_model(base_name),
+                            "adapter": str(adapter) if adapter else None,
                             "quant_aware_block_size": marker_block_size(adapter)}
     if run is not None:
         run_info = json.loads((run / "run_info.json").read_text(encoding="utf-8"))
-        info["run"] = {"path": str(run), "data": run_info.get("data"), "git_commit": run_info.get("git_commit")}
+        data = run_info.get("data") or {}
+        evaluated = ((run_info.get("config") or {}).get("eval") or {}).get("steps", 0) > 0  # eval picks the checkpoint
+        info["run"] = {"path": str(run), "data": data, "git_commit": run_info.get("git_commit"),
+                       "checkpoint_chosen_on": "eval" if evaluated and "eval" in data else None}
     return info
 
 

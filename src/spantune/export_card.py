@@ -6,17 +6,27 @@ from typing import Any
 
 from spantune.infer.onnx_backend import DTYPE_SUFFIX
 from spantune.prompt import SYSTEM_PROMPT
+from spantune.train_report import base_model_text, licence_lines, sources_text
+
+
+def _licence_lines(source: dict[str, Any]) -> list[str]:
+    """The terms of use first: the base model's licence and what the training data allows."""
+    data = (source.get("run") or {}).get("data") or {}
+    paragraphs = [*licence_lines(data), f"Base model: {base_model_text(source['base_model'])}."]
+    return ["## Licence", "", *[part for paragraph in paragraphs for part in (paragraph, "")]]
 
 
 def _source_lines(source: dict[str, Any]) -> list[str]:
-    lines = [f"- Base model: `{source['base']}`"]
+    lines = [f"- Base model: {base_model_text(source['base_model'])}"]
     if source.get("adapter"):
         lines.append(f"- LoRA adapter merged into the base: `{source['adapter']}`")
     run = source.get("run")
     if run:
         lines.append(f"- Training run: `{run['path']}` (git {run.get('git_commit') or 'unknown'})")
-        for name, data in (run.get("data") or {}).items():
-            lines.append(f"- Training data `{name}`: `{data.get('path')}` (sha256 `{data.get('sha256')}`)")
+        for name, data in run["data"].items():
+            role = " (the checkpoint was chosen on it)" if name == run.get("checkpoint_chosen_on") else ""
+            lines += [f"- Training data `{name}`{role}: `{data.get('path')}` (sha256 `{data.get('sha256')}`)",
+                      f"  - sources: {sources_text(data)}"]
     if source.get("quant_aware_block_size"):
         lines.append(f"- Trained quant-aware on the symmetric 4-bit grid (block {source['quant_aware_block_size']}): "
                      "the merged fp32 weights already are the 4-bit values, so model_q4.onnx holds the same model")
@@ -89,6 +99,7 @@ def model_card(manifest: dict[str, Any], run_card: str | None = None) -> str:
         f"{manifest['generation']['max_new_tokens']} new tokens, stopping at any of "
         f"{manifest['generation']['eos_token_id']}.",
         "",
+        *_licence_lines(manifest["source"]),
         "## Source",
         "",
         *_source_lines(manifest["source"]),
