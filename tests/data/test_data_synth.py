@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 from collections import Counter
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from spantune.data import synth
 from spantune.data.sources import to_sentence
 from spantune.data.spans import edit_region, make_example
+from spantune.data.spelling_variants import is_spelling_variant
 from spantune.data.text import word_bounds
 
 # ERRANT files some of our tags under a neighbouring category: a dropped "is" is M:VERB:TENSE,
@@ -95,3 +97,27 @@ def test_typos_avoid_real_words():
     ctx = synth.Context(frozenset({"from", "form"}), {})
     results = {synth.apply("form", c) for c in (synth.typo_transpose(parsed, random.Random(s), ctx) for s in range(20)) if c}
     assert results == {"fomr"}  # "from" is a real word, so that swap is never made
+
+
+def test_codespell_pairs_between_british_and_american_are_dropped():
+    lines = ["colr->color", "color->colour", "organize->organise", "travelled->traveled", "recieve->receive",
+             "#comment", "teh->the"]
+    assert synth.misspellings_from(lines) == {"color": ("colr",), "receive": ("recieve",), "the": ("teh",)}
+    table = synth.codespell_misspellings()
+    assert not [(w, right) for right, wrongs in table.items() for w in wrongs if is_spelling_variant(w, right)]
+
+
+@pytest.mark.parametrize("name", ["typo_keyboard", "typo_transpose", "typo_delete", "typo_double"])
+def test_typos_never_respell_between_british_and_american(name):
+    # colour → color (delete), centre → center (swap), travelled → traveled (double), realize → realise (key):
+    # each is the other spelling of a right word, never a typo; the empty vocabulary hides no such case.
+    text = "My favourite colour was the grey of the theatre centre we travelled to when I realize it"
+    parsed = synth.Parsed(text, [synth.Token(m.group(), m.start(), m.end()) for m in re.finditer(r"\w+", text)])
+    fn = synth.OPERATORS[name].fn
+    made = 0
+    for seed in range(400):
+        change = fn(parsed, random.Random(seed), synth.Context())
+        if change is not None:
+            made += 1
+            assert not is_spelling_variant(text[change[0]:change[1]], change[2]), change
+    assert made >= 300

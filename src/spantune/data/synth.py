@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 from spantune.data.align import Parsed, Token
+from spantune.data.spelling_variants import is_spelling_variant
 from spantune.data.tags import CONFUSABLE
 from spantune.errors import SpantuneError
 
@@ -139,12 +140,17 @@ def codespell_misspellings() -> dict[str, tuple[str, ...]]:
         raise SpantuneError("operator misspelling needs codespell's dictionary: pip install 'spantune[data]' "
                             "(or set synthetic.operators.misspelling to 0)") from None
     path = Path(codespell_lib.__file__).parent / "data" / "dictionary.txt"
+    return misspellings_from(path.read_text(encoding="utf-8").splitlines())
+
+
+def misspellings_from(lines: Iterable[str]) -> dict[str, tuple[str, ...]]:
+    """Reverse ``wrong->right`` lines into right → wrongs, leaving out British/American pairs (both right)."""
     table: dict[str, set[str]] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in lines:
         wrong, sep, right = line.partition("->")
         if not sep or "," in right or not (_WORD.match(wrong) and _WORD.match(right)):
             continue
-        if wrong.lower() != wrong or right.lower() != right or len(right) < 3:
+        if wrong.lower() != wrong or right.lower() != right or len(right) < 3 or is_spelling_variant(wrong, right):
             continue
         table.setdefault(right, set()).add(wrong)
     return {k: tuple(sorted(v)) for k, v in table.items()}
@@ -195,12 +201,15 @@ def _replace(tok: Token, new: str) -> Change:
 
 def _char_typo(p: Parsed, rng: random.Random, ctx: Context, edit: Callable[[str, random.Random], str | None],
                min_len: int = 4) -> Change | None:
-    """Apply a character-level slip to a random word, keeping the first letter and avoiding real words."""
+    """Apply a character-level slip to a random word, keeping the first letter and avoiding real words.
+
+    The other side's spelling of a word is a real word too (colour → color drops a letter), so it never counts.
+    """
     candidates = [t for t in _words(p, min_len) if not t.text.isupper()]
     rng.shuffle(candidates)
     for tok in candidates[:5]:
         new = edit(tok.text, rng)
-        if new and new != tok.text and not ctx.is_word(new):
+        if new and new != tok.text and not ctx.is_word(new) and not is_spelling_variant(new, tok.text):
             return _replace(tok, new)
     return None
 
