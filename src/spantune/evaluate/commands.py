@@ -105,7 +105,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from spantune.evaluate.metrics import example_key
     from spantune.evaluate.report import baseline_section, build_report
     from spantune.evaluate.runner import PREDICTIONS, open_run, run_corrector
-    from spantune.evaluate.systems import load_system
+    from spantune.evaluate.systems import keep_info, load_system
+    from spantune.infer.keep import KeepMargin
     from spantune.io import write_json
 
     if not args.system or not args.data:
@@ -119,13 +120,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
         load_gates(args.gates)  # fail on a bad gates file before any model is loaded
     baseline = load_run(args.baseline) if args.baseline else None
     out = Path(args.out) if args.out else default_out(args.system, args.data, args.subset)
+    keep = KeepMargin(args.keep_margin, args.score_keep)
     meta = {"system": args.system, "dtype": args.dtype, "max_new_tokens": args.max_new_tokens,
-            "data_sha256": data["sha256"], "subset": args.subset, "limit": args.limit}
+            "data_sha256": data["sha256"], "subset": args.subset, "limit": args.limit, **keep_info(keep)}
     done = open_run(out, meta, args.resume)
     todo = [ex for ex in examples if example_key(ex) not in done]
     system_file = out / "system.json"
     if todo or not system_file.is_file():
-        system = load_system(args.system, dtype=args.dtype, device=args.device, max_new_tokens=args.max_new_tokens)
+        system = load_system(args.system, dtype=args.dtype, device=args.device, max_new_tokens=args.max_new_tokens,
+                             keep=keep)
         write_json(system_file, system.info)
         new_rows, interrupted = run_corrector(system.corrector, todo, out, already=len(examples) - len(todo))
         done.update((row.key, row) for row in new_rows)
@@ -179,6 +182,11 @@ def register(subparsers: Any) -> None:
                                    "q4f16/int8 for onnx:DIR")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (transformers systems)")
     p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--keep-margin", type=float, default=0.0, metavar="NATS",
+                   help="keep the span unless the model prefers its edit by this many nats (0 = off; "
+                        "docs/keep-margin.md)")
+    p.add_argument("--score-keep", action="store_true",
+                   help="record keep/answer log-probabilities of every edit (for benchmarks/keep_margin.py)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.set_defaults(func=cmd_eval)

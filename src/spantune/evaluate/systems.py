@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from spantune.errors import SpantuneError
 from spantune.infer.base import Corrector, Prediction
+from spantune.infer.keep import KeepMargin
 from spantune.io import sha256_file
 from spantune.postprocess import PostResult
 from spantune.schema import SpanExample
@@ -67,27 +69,33 @@ def _version(dist: str) -> str | None:
         return None
 
 
-def _onnx(spec: str, dtype: str | None, max_new_tokens: int) -> System:
+def keep_info(keep: KeepMargin) -> dict[str, Any]:
+    """What system.json records about the keep margin: nothing when it is off and unscored."""
+    return {"keep_margin": keep.margin, "score_keep": keep.score} if keep.active else {}
+
+
+def _onnx(spec: str, dtype: str | None, max_new_tokens: int, keep: KeepMargin) -> System:
     from spantune.infer.onnx_backend import OnnxCorrector, onnx_file
 
     folder = Path(spec[len(ONNX_PREFIX):]).expanduser()
     dtype = dtype or "q4"
-    corrector = OnnxCorrector(folder, dtype=dtype, max_new_tokens=max_new_tokens)
+    corrector = OnnxCorrector(folder, dtype=dtype, max_new_tokens=max_new_tokens, keep=keep)
     model = onnx_file(folder, dtype)
     used = [p for p in folder.iterdir() if p.is_file()] + sorted(model.parent.glob(model.name + "*"))
     return System(spec, corrector, {"spec": spec, "kind": "onnx", "path": str(folder), "dtype": dtype,
-                                    "max_new_tokens": max_new_tokens, "sha256": files_sha256(folder, used)})
+                                    "max_new_tokens": max_new_tokens, **keep_info(keep),
+                                    "sha256": files_sha256(folder, used)})
 
 
-def _transformers(spec: str, dtype: str | None, device: str, max_new_tokens: int) -> System:
+def _transformers(spec: str, dtype: str | None, device: str, max_new_tokens: int, keep: KeepMargin) -> System:
     from spantune.infer.torch_backend import TorchCorrector
     from spantune.models import load_model_and_tokenizer, resolve_model_path
 
     base, adapter = resolve_model_path(spec)
     model, tokenizer = load_model_and_tokenizer(spec, device=device, dtype=dtype or "auto")
-    corrector = TorchCorrector(model, tokenizer, max_new_tokens=max_new_tokens, name=spec)
+    corrector = TorchCorrector(model, tokenizer, max_new_tokens=max_new_tokens, name=spec, keep=keep)
     info: dict[str, Any] = {"spec": spec, "kind": "transformers", "base": base, "dtype": str(model.dtype),
-                            "device": str(model.device), "max_new_tokens": max_new_tokens}
+                            "device": str(model.device), "max_new_tokens": max_new_tokens, **keep_info(keep)}
     if Path(base).is_dir():
         info["sha256"] = dir_sha256(Path(base))
     else:  # a hub id: the cache snapshot's commit identifies the weights
@@ -98,8 +106,12 @@ def _transformers(spec: str, dtype: str | None, device: str, max_new_tokens: int
     return System(spec, corrector, info)
 
 
-def load_system(spec: str, dtype: str | None = None, device: str = "auto", max_new_tokens: int = 32) -> System:
-    """Load the system named by ``spec`` (see the module docstring); ``dtype`` None picks the default."""
+def load_system(spec: str, dtype: str | None = None, device: str = "auto", max_new_tokens: int = 32,
+                keep: KeepMargin = KeepMargin()) -> System:
+    """Load the system named by ``spec`` (see the module docstring); ``dtype`` None picks the default.
+    ``keep`` (the keep margin) needs a model's log-probabilities, so identity and harper refuse it."""
+    if keep.active and spec in ("identity", "harper"):
+        raise SpantuneError(f"--keep-margin/--score-keep need a model; the {spec} system has no log-probabilities")
     if spec == "identity":
         return System(spec, IdentityCorrector(), {"spec": spec, "kind": "identity"})
     if spec == "harper":
@@ -108,5 +120,5 @@ def load_system(spec: str, dtype: str | None = None, device: str = "auto", max_n
         return System(spec, HarperCorrector(), {"spec": spec, "kind": "peer", "package": "harper-py",
                                                 "version": _version("harper-py")})
     if spec.startswith(ONNX_PREFIX):
-        return _onnx(spec, dtype, max_new_tokens)
-    return _transformers(spec, dtype, device, max_new_tokens)
+        return _onnx(spec, dtype, max_new_tokens, keep)
+    return _transformers(spec, dtype, device, max_new_tokens, keep)

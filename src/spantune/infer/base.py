@@ -12,12 +12,19 @@ from spantune.schema import SpanExample
 
 @dataclass(frozen=True)
 class Prediction:
-    """One corrected span: the raw model text, what the editor would insert, and its cost."""
+    """One corrected span: the raw model text, what the editor would insert, and its cost.
+
+    ``kept`` and the two log-probabilities are set when the keep margin scored the answer
+    (:mod:`spantune.infer.keep`); ``kept`` says the margin replaced the answer by ``span_in``.
+    """
 
     raw: str
     result: PostResult
     latency_s: float
     new_tokens: int = 0
+    kept: bool | None = None
+    keep_logprob: float | None = None
+    answer_logprob: float | None = None
 
     @property
     def text(self) -> str:

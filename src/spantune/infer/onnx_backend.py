@@ -9,6 +9,7 @@ post-processed answer is settled (as :class:`~spantune.infer.torch_backend.Torch
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Iterable
@@ -20,6 +21,7 @@ import numpy as np
 
 from spantune.errors import SpantuneError
 from spantune.infer.base import Prediction
+from spantune.infer.keep import KeepMargin
 from spantune.postprocess import postprocess, settled
 from spantune.prompt import render
 from spantune.schema import SpanExample
@@ -83,6 +85,12 @@ class OnnxDecoder:
                 "position_ids": np.arange(past_len, past_len + step, dtype=np.int64)[None, :],
                 **past}
 
+    def logits(self, ids: list[int]) -> np.ndarray:
+        """float32 logits of one forward pass over ``ids`` from an empty cache (row i predicts token i + 1)."""
+        feeds = self.step_feeds(np.asarray([ids], dtype=np.int64), 0, self.empty_past())
+        logits = self.session.run(["logits"], feeds)[0]
+        return logits[0].astype(np.float32)
+
     def greedy(self, prompt_ids: list[int], max_new_tokens: int, stop_ids: Iterable[int],
                keep_logits: bool = False, until: Callable[[list[int]], bool] | None = None) -> Greedy:
         """Greedy decoding with the KV cache; ``keep_logits`` returns each step's float32 logits;
@@ -122,10 +130,11 @@ def stop_ids_from_folder(model_dir: Path, tokenizer: Any) -> list[int]:
 
 
 class OnnxCorrector:
-    """The :class:`~spantune.infer.base.Corrector` for an exported folder (``--system onnx:DIR``)."""
+    """The :class:`~spantune.infer.base.Corrector` for an exported folder (``--system onnx:DIR``); ``keep``
+    is the keep margin (off by default), scored with one forward pass per reply from an empty cache."""
 
     def __init__(self, model_dir: str | Path, dtype: str = "q4", max_new_tokens: int = 32,
-                 threads: int | None = None, name: str | None = None) -> None:
+                 threads: int | None = None, name: str | None = None, keep: KeepMargin = KeepMargin()) -> None:
         from transformers import AutoTokenizer
 
         self.model_dir = Path(model_dir)
@@ -137,6 +146,7 @@ class OnnxCorrector:
         self.max_new_tokens = max_new_tokens
         self.stop_ids = stop_ids_from_folder(self.model_dir, self.tokenizer)
         self.name = name or f"onnx:{self.model_dir}:{dtype}"
+        self.keep = keep
 
     def prompt_ids(self, example: SpanExample) -> list[int]:
         """Token ids of the rendered prompt (the chat template already holds the special tokens)."""
@@ -152,10 +162,10 @@ class OnnxCorrector:
         out = self.decoder.greedy(self.prompt_ids(example), self.max_new_tokens, self.stop_ids, keep_logits,
                                   until=self._settled)
         raw = self.tokenizer.decode(out.tokens, skip_special_tokens=True)
-        latency = time.perf_counter() - t0
-        pred = Prediction(raw=raw, result=postprocess(raw, example.span_in), latency_s=latency,
+        pred = Prediction(raw=raw, result=postprocess(raw, example.span_in), latency_s=0.0,
                           new_tokens=len(out.tokens))
-        return pred, out
+        pred = self.keep.apply(pred, example, out.tokens, self.tokenizer, self.decoder.logits)
+        return dataclasses.replace(pred, latency_s=time.perf_counter() - t0), out
 
     def correct(self, example: SpanExample) -> Prediction:
         return self.correct_greedy(example)[0]

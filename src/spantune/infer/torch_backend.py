@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
+
 from spantune.infer.base import Prediction
+from spantune.infer.keep import KeepMargin
 from spantune.postprocess import postprocess, settled
 from spantune.prompt import render
 from spantune.schema import SpanExample
@@ -43,22 +47,34 @@ def _settled_criterion(tokenizer: Any, prompt_len: int) -> Any:
 
 
 class TorchCorrector:
-    """Greedy decoding (no sampling), ``max_new_tokens`` cap, stop at end-of-turn/EOS."""
+    """Greedy decoding (no sampling), ``max_new_tokens`` cap, stop at end-of-turn/EOS; ``keep`` is the
+    keep margin (off by default)."""
 
-    def __init__(self, model: Any, tokenizer: Any, max_new_tokens: int = 32, name: str = "torch") -> None:
+    def __init__(self, model: Any, tokenizer: Any, max_new_tokens: int = 32, name: str = "torch",
+                 keep: KeepMargin = KeepMargin()) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.max_new_tokens = max_new_tokens
         self.name = name
+        self.keep = keep
         self.stop_ids = stop_token_ids(tokenizer, model)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.stop_ids[0]
 
     @classmethod
-    def load(cls, name_or_path: str, device: str = "auto", dtype: str = "auto", max_new_tokens: int = 32) -> "TorchCorrector":
+    def load(cls, name_or_path: str, device: str = "auto", dtype: str = "auto", max_new_tokens: int = 32,
+             keep: KeepMargin = KeepMargin()) -> "TorchCorrector":
         from spantune.models import load_model_and_tokenizer
 
         model, tokenizer = load_model_and_tokenizer(name_or_path, device=device, dtype=dtype)
-        return cls(model, tokenizer, max_new_tokens=max_new_tokens, name=name_or_path)
+        return cls(model, tokenizer, max_new_tokens=max_new_tokens, name=name_or_path, keep=keep)
+
+    def logits(self, ids: list[int]) -> np.ndarray:
+        """float32 logits of one forward pass over ``ids`` (row i predicts token i + 1), for the keep margin."""
+        import torch
+
+        with torch.inference_mode():
+            out = self.model(input_ids=torch.tensor([ids], device=self.model.device))
+        return out.logits[0].float().cpu().numpy()
 
     def generate_ids(self, prompt: str) -> list[int]:
         """Greedy new token ids for one rendered prompt (stop token excluded)."""
@@ -84,8 +100,9 @@ class TorchCorrector:
         t0 = time.perf_counter()
         ids = self.generate_ids(render(self.tokenizer, example))
         raw = self.tokenizer.decode(ids, skip_special_tokens=True)
-        latency = time.perf_counter() - t0
-        return Prediction(raw=raw, result=postprocess(raw, example.span_in), latency_s=latency, new_tokens=len(ids))
+        pred = Prediction(raw=raw, result=postprocess(raw, example.span_in), latency_s=0.0, new_tokens=len(ids))
+        pred = self.keep.apply(pred, example, ids, self.tokenizer, self.logits)
+        return dataclasses.replace(pred, latency_s=time.perf_counter() - t0)
 
     def correct_batch(self, examples: Iterable[SpanExample]) -> list[Prediction]:
         return [self.correct(ex) for ex in examples]

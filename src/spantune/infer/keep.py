@@ -1,0 +1,93 @@
+"""The keep margin: leave the span alone unless the model prefers its edit by a margin (docs/keep-margin.md).
+
+A generative editor's greedy answer can be a coin toss between editing and keeping. Scoring both replies
+under the same prompt — teacher-forced, summed log-probabilities of the reply tokens and the end-of-turn
+token — turns that into a precision knob, like GECToR's confidence bias. Every backend (PyTorch,
+onnxruntime, ``js/src/corrector.js``) builds the same two token sequences with :func:`scored_sequences`'s
+rules and decides with :func:`keeps_span`; only the forward pass differs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from spantune.errors import SpantuneError
+from spantune.infer.base import Prediction
+from spantune.postprocess import PostResult
+from spantune.schema import SpanExample
+
+#: Logits of a token sequence: row ``i`` predicts token ``i + 1`` (float array [len, vocab]).
+Forward = Callable[[list[int]], np.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class Scored:
+    """The two teacher-forced sequences: shared prompt ids, then each reply (end-of-turn included)."""
+
+    prompt_ids: list[int]
+    keep_reply: list[int]
+    answer_reply: list[int]
+
+
+def scored_sequences(tokenizer: Any, example: SpanExample, answer_ids: Sequence[int]) -> Scored:
+    """The keep reply exactly as training encodes ``span_in`` as the answer (``encode_example``), and the
+    model's raw answer ids followed by that same end-of-turn token."""
+    from spantune.infer.torch_backend import stop_token_ids
+    from spantune.train_data import encode_example
+
+    keep = encode_example(tokenizer, dataclasses.replace(example, span_out=example.span_in), stop_token_ids(tokenizer))
+    keep_reply = keep.input_ids[keep.prompt_len:]
+    return Scored(keep.input_ids[:keep.prompt_len], keep_reply, [*answer_ids, keep_reply[-1]])
+
+
+def reply_logprob(logits: np.ndarray, ids: Sequence[int], prompt_len: int) -> float:
+    """Sum over the reply tokens ``ids[prompt_len:]`` of their log-softmax under the previous position's
+    logits, in float64 (the same arithmetic as js/src/corrector.js's ``replyLogprob``)."""
+    rows = np.asarray(logits[prompt_len - 1:len(ids) - 1], dtype=np.float64)
+    top = rows.max(axis=1)
+    log_norm = top + np.log(np.exp(rows - top[:, None]).sum(axis=1))
+    targets = np.asarray(ids[prompt_len:])
+    return float((rows[np.arange(len(targets)), targets] - log_norm).sum())
+
+
+def keeps_span(answer: str, span_in: str, answer_logprob: float, keep_logprob: float, margin: float) -> bool:
+    """True when the margin is on (> 0), the answer edits the span, and the model prefers the edit by less
+    than ``margin`` nats: ``answer_logprob - keep_logprob < margin``."""
+    return margin > 0 and answer != span_in and answer_logprob - keep_logprob < margin
+
+
+@dataclasses.dataclass(frozen=True)
+class KeepMargin:
+    """A backend's keep-margin setting: ``margin`` in nats (0 = off: today's answers), and ``score`` to
+    record both log-probabilities even at margin 0, so one decoding pass serves a whole margin sweep."""
+
+    margin: float = 0.0
+    score: bool = False
+
+    def __post_init__(self) -> None:
+        if not (self.margin >= 0 and np.isfinite(self.margin)):
+            raise SpantuneError(f"keep_margin: {self.margin!r} is not a finite number of nats >= 0")
+
+    @property
+    def active(self) -> bool:
+        return self.margin > 0 or self.score
+
+    def apply(self, pred: Prediction, example: SpanExample, answer_ids: Sequence[int], tokenizer: Any,
+              forward: Forward) -> Prediction:
+        """``pred`` scored (when active and it edits the span), and replaced by ``span_in`` when
+        :func:`keeps_span` says so. An answer that leaves the span unchanged is not scored (nothing to
+        keep): its log-probabilities stay None."""
+        if not self.active or pred.text == example.span_in:
+            return pred
+        seqs = scored_sequences(tokenizer, example, answer_ids)
+        n = len(seqs.prompt_ids)
+        keep_ids, answer_full = seqs.prompt_ids + seqs.keep_reply, seqs.prompt_ids + seqs.answer_reply
+        keep_lp = reply_logprob(forward(keep_ids), keep_ids, n)
+        answer_lp = reply_logprob(forward(answer_full), answer_full, n)
+        kept = keeps_span(pred.text, example.span_in, answer_lp, keep_lp, self.margin)
+        result = PostResult(example.span_in, verbose=pred.result.verbose) if kept else pred.result
+        return dataclasses.replace(pred, result=result, kept=kept, keep_logprob=keep_lp, answer_logprob=answer_lp)
