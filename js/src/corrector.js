@@ -4,7 +4,7 @@
 // post-processing from postprocess.js.
 // Runs in Node (onnxruntime-node) and in browsers (the demo's worker loads this very file).
 
-import { AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, TextStreamer, env } from '@huggingface/transformers';
+import { AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, Tensor, TextStreamer, env } from '@huggingface/transformers';
 
 import { buildMessages } from './prompt.js';
 import { postProcess, settled } from './postprocess.js';
@@ -43,13 +43,70 @@ export function renderPrompt(tokenizer, example) {
   return tokenizer.apply_chat_template(buildMessages(example), { tokenize: false, add_generation_prompt: true });
 }
 
+/** End-of-turn tokens whose ids end a reply (Python: spantune.infer.torch_backend.END_OF_TURN_TOKENS). */
+const END_OF_TURN_TOKENS = ['<|im_end|>', '<|eot_id|>', '<end_of_turn>', '<|end|>'];
+
+/** EOS, then the end-of-turn ids the vocabulary has: the ids training cuts a reply at (Python: stop_token_ids). */
+export function replyStopIds(tokenizer) {
+  const ids = [];
+  for (const id of [tokenizer.eos_token_id, ...tokenizer.convert_tokens_to_ids(END_OF_TURN_TOKENS)]) {
+    if (id !== null && id !== undefined && !ids.includes(id)) ids.push(id);
+  }
+  return ids;
+}
+
+/**
+ * `span_in` as the reply, tokenized exactly as training tokenizes a reply (Python: train_data.encode_example):
+ * the answered conversation's text after the generation prompt, no special tokens added, cut after its
+ * first end-of-turn/EOS id (or that id appended when the template has none). docs/keep-margin.md.
+ */
+export function keepReplyIds(tokenizer, example) {
+  const prompt = renderPrompt(tokenizer, example);
+  const messages = [...buildMessages(example), { role: 'assistant', content: example.span_in }];
+  const full = tokenizer.apply_chat_template(messages, { tokenize: false, add_generation_prompt: false });
+  if (!full.startsWith(prompt)) {
+    throw new Error('keep margin: the chat template renders the answered conversation with a different prefix ' +
+      'than the generation prompt');
+  }
+  const ids = Array.from(tokenizer(full.slice(prompt.length), { add_special_tokens: false }).input_ids.data, Number);
+  const stops = replyStopIds(tokenizer);
+  const end = ids.findIndex((id) => stops.includes(id));
+  return end === -1 ? [...ids, stops[0]] : ids.slice(0, end + 1);
+}
+
+/**
+ * Sum over the reply tokens ids[promptLength..] of their log-softmax under the previous position's logits
+ * (`logits`: flat [length × vocab] floats), in doubles (Python: spantune.infer.keep.reply_logprob).
+ */
+export function replyLogprob(logits, vocab, ids, promptLength) {
+  let total = 0;
+  for (let pos = promptLength; pos < ids.length; pos++) {
+    const row = logits.subarray((pos - 1) * vocab, pos * vocab);
+    let top = -Infinity;
+    for (const x of row) top = Math.max(top, x);
+    let sum = 0;
+    for (const x of row) sum += Math.exp(x - top);
+    total += row[ids[pos]] - (top + Math.log(sum));
+  }
+  return total;
+}
+
+/** The keep rule: margin on (> 0), the answer edits the span, preferred by less than `margin` nats. */
+export function keepsSpan(answer, spanIn, answerLogprob, keepLogprob, margin) {
+  return margin > 0 && answer !== spanIn && answerLogprob - keepLogprob < margin;
+}
+
 /**
  * Load an exported folder and return a corrector.
  * @param {{modelPath: string, dtype?: string, device?: string, maxNewTokens?: number, sessionOptions?: object,
- *          progressCallback?: Function}} options  `progressCallback` receives Transformers.js loading progress.
+ *          progressCallback?: Function, keepMargin?: number, scoreKeep?: boolean}} options
+ *   `progressCallback` receives Transformers.js loading progress. `keepMargin` (nats, default 0 = off) keeps
+ *   `span_in` unless the model prefers its edit by that much; `scoreKeep` scores edits even at margin 0
+ *   (docs/keep-margin.md).
  * @returns {Promise<{correct: Function, tokenizer: any, model: any, stopIds: number[]}>}
  *   `correct(example, { onText })` takes { ctx_before, span_in, ctx_after } and resolves to
- *   { text, raw, overrun, verbose, fallback, tokens, latencyMs }; `onText` receives decoded text as it streams.
+ *   { text, raw, overrun, verbose, fallback, tokens, latencyMs }, plus { kept, keepLogprob, answerLogprob } when
+ *   the keep margin scored the answer; `onText` receives decoded text as it streams.
  */
 export async function createSpanCorrector({
   modelPath,
@@ -58,8 +115,13 @@ export async function createSpanCorrector({
   maxNewTokens,
   sessionOptions,
   progressCallback,
+  keepMargin = 0,
+  scoreKeep = false,
 } = {}) {
   if (!modelPath) throw new Error('createSpanCorrector: modelPath (an exported spantune folder) is required');
+  if (!(Number.isFinite(keepMargin) && keepMargin >= 0)) {
+    throw new Error(`createSpanCorrector: keepMargin ${keepMargin} is not a finite number of nats >= 0`);
+  }
   const id = useLocalFolder(modelPath);
   const progress = progressCallback ? { progress_callback: progressCallback } : {};
   const tokenizer = await AutoTokenizer.from_pretrained(id, progress);
@@ -90,7 +152,35 @@ export async function createSpanCorrector({
     const end = generated.findIndex((tok) => stopIds.includes(tok));
     const tokens = end === -1 ? generated : generated.slice(0, end);
     const raw = tokenizer.decode(tokens, { skip_special_tokens: true });
-    return { ...postProcess(raw, example.span_in), raw, tokens, latencyMs: performance.now() - t0 };
+    const answer = { ...postProcess(raw, example.span_in), raw, tokens };
+    const scored = (keepMargin > 0 || scoreKeep) && answer.text !== example.span_in;
+    const result = scored ? await withKeepMargin(answer, example, inputs.input_ids) : answer;
+    return { ...result, latencyMs: performance.now() - t0 };
+  }
+
+  /** Logits of one forward pass over `ids` from an empty cache: flat [length × vocab] floats, and vocab. */
+  async function forward(ids) {
+    const dims = [1, ids.length];
+    const { logits } = await model({
+      input_ids: new Tensor('int64', BigInt64Array.from(ids, BigInt), dims),
+      attention_mask: new Tensor('int64', new BigInt64Array(ids.length).fill(1n), dims),
+    });
+    return { data: logits.data, vocab: logits.dims[2] };
+  }
+
+  /** The answer scored against keeping the span, and replaced by span_in when keepsSpan says so. */
+  async function withKeepMargin(answer, example, promptTensor) {
+    const promptIds = Array.from(promptTensor.data, Number);
+    const keepReply = keepReplyIds(tokenizer, example);
+    const logprob = async (reply) => {
+      const ids = [...promptIds, ...reply];
+      const { data, vocab } = await forward(ids);
+      return replyLogprob(data, vocab, ids, promptIds.length);
+    };
+    const keepLogprob = await logprob(keepReply);
+    const answerLogprob = await logprob([...answer.tokens, keepReply.at(-1)]);
+    const kept = keepsSpan(answer.text, example.span_in, answerLogprob, keepLogprob, keepMargin);
+    return { ...answer, ...(kept ? { text: example.span_in } : {}), kept, keepLogprob, answerLogprob };
   }
 
   return { correct, tokenizer, model, stopIds };

@@ -1,4 +1,12 @@
 // spantune for JavaScript: the prompt contract, post-processing and a Transformers.js span corrector.
 export * from './prompt.js';
 export * from './postprocess.js';
-export { createSpanCorrector, renderPrompt, useLocalFolder } from './corrector.js';
+export {
+  createSpanCorrector,
+  keepReplyIds,
+  keepsSpan,
+  renderPrompt,
+  replyLogprob,
+  replyStopIds,
+  useLocalFolder,
+} from './corrector.js';
