@@ -46,7 +46,7 @@ def scored_sequences(tokenizer: Any, example: SpanExample, answer_ids: Sequence[
 
 def reply_logprob(logits: np.ndarray, ids: Sequence[int], prompt_len: int) -> float:
     """Sum over the reply tokens ``ids[prompt_len:]`` of their log-softmax under the previous position's
-    logits, in float64 (the same arithmetic as js/src/corrector.js's ``replyLogprob``)."""
+    logits, in float64 (the formula of js/src/corrector.js's ``replyLogprob``)."""
     rows = np.asarray(logits[prompt_len - 1:len(ids) - 1], dtype=np.float64)
     top = rows.max(axis=1)
     log_norm = top + np.log(np.exp(rows - top[:, None]).sum(axis=1))
