@@ -25,14 +25,17 @@ from rapidfuzz import fuzz
 from spantune import __version__
 from spantune.data.adversarial import adversarial_example
 from spantune.data.align import Aligner, Edit, Parsed, compose, make_aligner
-from spantune.data.config import DataConfig, repo_root, resolve, validate
+from spantune.data.bea import CharEdit, apply_edits, read_bea
+from spantune.data.config import CleanSource, DataConfig, RealSource, measuring_set, repo_root, resolve, validate
 from spantune.data.hygiene import contaminated, dedup, window
 from spantune.data.sources import CleanLine, Pair, read_clean, read_line_aligned, read_m2, read_parallel_jsonl, read_tsv
 from spantune.data.spans import Cut, make_example, sample_length
 from spantune.data.split import group_of, stratified_split
 from spantune.data.stats import compute_stats
 from spantune.data.synth import OPERATORS, Context, apply, codespell_misspellings
+from spantune.data.spelling_variants import other_spelling
 from spantune.data.tags import ADVERSARIAL_TAG, NOOP_TAG
+from spantune.data.text import Sentence
 from spantune.errors import SpantuneError
 from spantune.io import sha256_file, write_json
 from spantune.schema import SpanExample, read_jsonl, write_jsonl
@@ -50,6 +53,7 @@ class Candidate:
     key: str  # seeds this candidate's RNG
     extra: dict[str, Any] = field(default_factory=dict)
     anchor: int | None = None  # no-op candidates: the character the span is cut around
+    in_document: bool = False  # the texts are the learner's paragraph: never joined with other sentences
 
 
 @dataclass
@@ -76,42 +80,71 @@ def _files_info(paths: list[Path], base: Path) -> list[dict[str, str]]:
     return out
 
 
-def read_sources(cfg: DataConfig, base: Path) -> tuple[list[Pair], list[CleanLine], list[dict[str, Any]]]:
-    """All real pairs and clean lines; a missing required source is an error naming its config key."""
+def _source_files(src: RealSource | CleanSource, base: Path) -> list[Path]:
+    root = resolve(src.path, base)
+    if isinstance(src, CleanSource):
+        return [root]
+    if src.format == "lines":
+        return [root / src.src, *(root / r for r in src.refs)]
+    return [root / f for f in src.files] if src.format == "bea" else [root]
+
+
+def _usable(src: RealSource | CleanSource, key: str, files: list[Path], cfg: DataConfig) -> str | None:
+    """Why a configured source is left out (None: read it); refusals and required-but-missing raise."""
+    for f in files:
+        why = measuring_set(f)
+        if why:
+            raise SpantuneError(f"config key {key} ({src.name}): {f} {why}: it is a hidden measuring set, "
+                                "never read for training or model selection")
+    if cfg.commercial_only and not src.commercial:
+        return "dropped by commercial_only: its licence does not allow commercial use"
+    missing = [f for f in files if not f.exists()]
+    if missing and src.required:
+        raise SpantuneError(f"config key {key} ({src.name}): {missing[0]} not found")
+    return f"{missing[0]} not found" if missing else None
+
+
+def _read_real(src: RealSource, files: list[Path], counts: Counter[str]) -> list[Pair]:
+    if src.format == "lines":
+        return read_line_aligned(files[0], files[1:], name=src.name, tokenized=src.tokenized)
+    if src.format == "bea":
+        return read_bea(files, name=src.name, counts=counts)
+    readers = {"tsv": read_tsv, "jsonl": read_parallel_jsonl}
+    if src.format in readers:
+        return readers[src.format](files[0], name=src.name, tokenized=src.tokenized)
+    return read_m2(files[0], name=src.name)
+
+
+def read_sources(cfg: DataConfig, base: Path, counts: Counter[str]) -> tuple[list[Pair], list[CleanLine], list[dict[str, Any]]]:
+    """All real pairs and clean lines, with provenance; skipped-edit counts of BEA sources go to ``counts``.
+
+    A missing required source, or one naming a hidden measuring split, is an error naming its config key.
+    """
     pairs: list[Pair] = []
     clean: list[CleanLine] = []
     info: list[dict[str, Any]] = []
-    for i, src in enumerate(cfg.real_sources):
-        root = resolve(src.path, base)
-        files = [root / src.src, *(root / r for r in src.refs)] if src.format == "lines" else [root]
-        missing = [f for f in files if not f.exists()]
-        if missing:
-            if src.required:
-                raise SpantuneError(f"config key real_sources[{i}] ({src.name}): {missing[0]} not found")
-            info.append({"name": src.name, "kind": "real", "license": src.license, "skipped": f"{missing[0]} not found"})
+    sources: list[tuple[str, RealSource | CleanSource]] = [
+        *((f"real_sources[{i}]", s) for i, s in enumerate(cfg.real_sources)),
+        *((f"clean_sources[{i}]", s) for i, s in enumerate(cfg.clean_sources))]
+    for key, src in sources:
+        files = _source_files(src, base)
+        entry: dict[str, Any] = {"name": src.name, "kind": "clean" if isinstance(src, CleanSource) else "real",
+                                 "license": src.license, "commercial": src.commercial}
+        skipped = _usable(src, key, files, cfg)
+        if skipped:
+            info.append({**entry, "skipped": skipped})
             continue
-        if src.format == "lines":
-            got = read_line_aligned(files[0], files[1:], name=src.name, tokenized=src.tokenized)
-        elif src.format == "tsv":
-            got = read_tsv(root, name=src.name, tokenized=src.tokenized)
-        elif src.format == "jsonl":
-            got = read_parallel_jsonl(root, name=src.name, tokenized=src.tokenized)
-        else:
-            got = read_m2(root, name=src.name)
+        if isinstance(src, CleanSource):
+            lines = read_clean(files[0], name=src.name, tokenized=src.tokenized)
+            clean += lines
+            info.append({**entry, "sentences": len(lines), "files": _files_info(files, base)})
+            continue
+        got = _read_real(src, files, counts)
+        for pair in got:
+            pair.split = src.split
         pairs += got
-        info.append({"name": src.name, "kind": "real", "format": src.format, "license": src.license,
-                     "sentences": len(got), "files": _files_info(files, base)})
-    for i, csrc in enumerate(cfg.clean_sources):
-        path = resolve(csrc.path, base)
-        if not path.exists():
-            if csrc.required:
-                raise SpantuneError(f"config key clean_sources[{i}] ({csrc.name}): {path} not found")
-            info.append({"name": csrc.name, "kind": "clean", "license": csrc.license, "skipped": f"{path} not found"})
-            continue
-        lines = read_clean(path, name=csrc.name, tokenized=csrc.tokenized)
-        clean += lines
-        info.append({"name": csrc.name, "kind": "clean", "license": csrc.license, "sentences": len(lines),
-                     "files": _files_info([path], base)})
+        info.append({**entry, "format": src.format, "split": src.split, "cap": src.cap, "sentences": len(got),
+                     "files": _files_info(files, base)})
     return pairs, clean, info
 
 
@@ -119,9 +152,12 @@ def real_candidates(pairs: list[Pair], aligner: Aligner, cfg: DataConfig, remove
     """One candidate per usable edit; the contexts carry the same correction's other edits."""
     from tqdm import tqdm
 
-    aligner.prepare([s for pair in pairs for s in (pair.orig, *pair.corrections)])
+    aligner.prepare([s for pair in pairs if pair.document is None for s in (pair.orig, *pair.corrections)])
     out: list[Candidate] = []
     for pair in tqdm(pairs, desc="align real corrections", unit="sentence", disable=None, leave=False):
+        if pair.document is not None:
+            out += document_candidates(pair, cfg, removed)
+            continue
         for ci, corr in enumerate(pair.corrections):
             if corr.tokens == pair.orig.tokens:
                 continue
@@ -143,12 +179,61 @@ def real_candidates(pairs: list[Pair], aligner: Aligner, cfg: DataConfig, remove
     return out
 
 
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def edit_clusters(paragraph: str, edits: list[CharEdit], max_words: int) -> list[list[CharEdit]]:
+    """Edits separated by nothing but spaces become one span when the pair fits ``max_words`` words."""
+    groups: list[list[CharEdit]] = []
+    for e in sorted(edits, key=lambda e: (e.start, e.end)):
+        if groups and not paragraph[groups[-1][-1].end:e.start].strip():
+            groups[-1].append(e)
+        else:
+            groups.append([e])
+    out = []
+    for group in groups:
+        o = paragraph[group[0].start:group[-1].end]
+        c = apply_edits(o, [dataclasses.replace(e, start=e.start - group[0].start, end=e.end - group[0].start)
+                            for e in group])
+        fits = max(_words(o), _words(c)) <= max_words
+        out += [group] if fits or len(group) == 1 else [[e] for e in group]
+    return out
+
+
+def document_candidates(pair: Pair, cfg: DataConfig, removed: Counter[str]) -> list[Candidate]:
+    """A BEA sentence's edits (or clusters of touching edits), each in its paragraph with every other edit applied."""
+    doc = pair.document
+    assert doc is not None
+    mine = doc.sentence_edits()
+    if not mine:
+        return []
+    if pair.corrections and fuzz.ratio(pair.orig.text, pair.corrections[0].text) < cfg.real.min_similarity:
+        removed["real_rewrite_skipped"] += 1
+        return []
+    text_out = apply_edits(doc.paragraph, doc.edits)
+    out = []
+    for k, cluster in enumerate(edit_clusters(doc.paragraph, mine, cfg.spans.max_words)):
+        o = doc.paragraph[cluster[0].start:cluster[-1].end]
+        if len(cluster) == 1 and max(_words(o), _words(cluster[0].correction)) > cfg.spans.max_words:
+            removed["real_edit_too_long"] += 1
+            continue
+        text_in = apply_edits(doc.paragraph, [e for e in doc.edits if e not in cluster])
+        if text_in == text_out:
+            removed["real_edit_invisible"] += 1
+            continue
+        tags = list(dict.fromkeys(e.tag for e in cluster))
+        out.append(Candidate(text_in, text_out, tags, pair.group, pair.source, f"real:{pair.group}:{k}",
+                             {"edit_type": "+".join(e.kind for e in cluster)}, in_document=True))
+    return out
+
+
 def _join(c: Candidate, rng: random.Random, cfg: DataConfig, neighbours: list[str]) -> tuple[Candidate, int]:
     """Sometimes set the sentence between others, as in a real document, so contexts fill up.
 
     Returns the candidate and how far its original text moved right.
     """
-    if not neighbours or rng.random() >= cfg.spans.join_neighbour:
+    if c.in_document or not neighbours or rng.random() >= cfg.spans.join_neighbour:
         return c, 0
     other = rng.choice(neighbours)
     if rng.random() < 0.5:
@@ -243,7 +328,8 @@ def _wordlist() -> frozenset[str]:
 
 def _spelled_right(parsed: Parsed, words: frozenset[str]) -> bool:
     """Clean text must be clean: JFLEG references sometimes keep a learner's misspelling."""
-    return not words or all(t.text.lower() in words for t in parsed.tokens if t.text.isalpha())
+    return not words or all(t.text.lower() in words or other_spelling(t.text) in words
+                            for t in parsed.tokens if t.text.isalpha())
 
 
 def _cut_all(cands: list[Candidate], cfg: DataConfig, removed: Counter[str], reason: str,
@@ -258,6 +344,23 @@ def _cut_all(cands: list[Candidate], cfg: DataConfig, removed: Counter[str], rea
     return out
 
 
+def _order(seed: int, *parts: object) -> str:
+    """A seeded, input-order-free sort key: caps and samples don't depend on file order."""
+    return hashlib.sha256(":".join(str(p) for p in (seed, *parts)).encode()).hexdigest()
+
+
+def cap_sources(examples: list[SpanExample], cfg: DataConfig, removed: Counter[str]) -> list[SpanExample]:
+    """At most ``cap`` training examples per real source (a seeded choice), input order kept."""
+    caps = {s.name: s.cap for s in cfg.real_sources if s.cap is not None}
+    keep: set[int] = set(range(len(examples)))
+    for name, cap in caps.items():
+        mine = [i for i, ex in enumerate(examples) if ex.source == name]
+        mine.sort(key=lambda i: _order(cfg.seed, "cap", examples[i].extra.get("group"), window(examples[i], False)))
+        keep -= set(mine[cap:])
+        removed[f"capped:{name}"] = max(len(mine) - cap, 0)
+    return [ex for i, ex in enumerate(examples) if i in keep]
+
+
 def _in_synth_eval(cfg: DataConfig, group: str) -> bool:
     h = int(hashlib.sha256(f"{cfg.seed}:synthetic-eval:{group}".encode()).hexdigest()[:8], 16)
     return h < cfg.synthetic.eval_fraction * 0x100000000
@@ -268,33 +371,37 @@ def build(cfg: DataConfig, base: Path) -> BuildResult:
     validate(cfg)
     removed: Counter[str] = Counter()
     golden = read_jsonl(resolve(cfg.golden, base)) if cfg.golden else []
-    pairs, clean_lines, sources = read_sources(cfg, base)
+    pairs, clean_lines, sources = read_sources(cfg, base, removed)
     if not pairs and not clean_lines:
-        raise SpantuneError("config: no real or clean source could be read; nothing to build from")
+        dropped = [s["name"] for s in sources if "commercial_only" in s.get("skipped", "")]
+        raise SpantuneError("config: no real or clean source could be read; nothing to build from"
+                            + (f" (commercial_only dropped {', '.join(dropped)})" if dropped else ""))
     aligner = make_aligner(cfg.aligner)
 
-    # Real corrections → held-out real eval (whole sentences, stratified) and training candidates.
+    # Real corrections → real eval (eval sources whole, auto sources' sentences held out stratified) and training.
     candidates = real_candidates(pairs, aligner, cfg, removed)
     eval_removed: Counter[str] = Counter()
     real_examples = _cut_all(candidates, cfg, Counter(), "")  # provisional: strata for the split
-    _, real_eval = stratified_split(real_examples, cfg.real.eval_fraction, cfg.seed)
-    eval_groups = {group_of(ex) for ex in real_eval}
-    real_eval = dedup(real_eval, cfg.hygiene.near_duplicate, eval_removed)
+    split_of = {p.group: p.split for p in pairs}
+    _, auto_eval = stratified_split([ex for ex in real_examples if split_of[group_of(ex)] == "auto"],
+                                    cfg.real.eval_fraction, cfg.seed)
+    eval_groups = {group_of(ex) for ex in auto_eval} | {p.group for p in pairs if p.split == "eval"}
+    real_eval = dedup([ex for ex in real_examples if group_of(ex) in eval_groups], cfg.hygiene.near_duplicate,
+                      eval_removed)
 
-    def pool_of(groups_pairs: list[Pair]) -> list[PoolSentence]:
-        seen: set[str] = set()
-        pool = []
-        for pair in groups_pairs:
-            for corr in pair.corrections:
-                if corr.text not in seen:
-                    seen.add(corr.text)
-                    pool.append(PoolSentence(pair.group, aligner.parse(corr)))
-        return pool
+    def pool_of(sentences: list[tuple[str, Sentence]], prefix: str) -> list[PoolSentence]:
+        """Distinct clean sentences, at most ``synthetic.pool_size`` of them (a seeded choice), parsed."""
+        unique = list({s.text: (group, s) for group, s in sentences}.values())
+        if len(unique) > cfg.synthetic.pool_size:
+            unique.sort(key=lambda gs: _order(cfg.seed, prefix, gs[1].text))
+            unique = sorted(unique[:cfg.synthetic.pool_size], key=lambda gs: _order(cfg.seed, "pool", gs[1].text))
+        aligner.prepare([s for _, s in unique])
+        return [PoolSentence(group, aligner.parse(s)) for group, s in unique]
 
     train_pairs = [p for p in pairs if p.group not in eval_groups]
-    eval_pool = pool_of([p for p in pairs if p.group in eval_groups])
-    aligner.prepare([line.sentence for line in clean_lines])
-    pool = pool_of(train_pairs) + [PoolSentence(line.group, aligner.parse(line.sentence)) for line in clean_lines]
+    eval_pool = pool_of([(p.group, c) for p in pairs if p.group in eval_groups for c in p.corrections], "eval-pool")
+    pool = pool_of([(p.group, c) for p in train_pairs for c in p.corrections]
+                   + [(line.group, line.sentence) for line in clean_lines], "train-pool")
     words = _wordlist()
     spelled = [item for item in pool if _spelled_right(item.parsed, words)]
     removed["clean_sentence_misspelled"] = len(pool) - len(spelled)
@@ -321,7 +428,7 @@ def build(cfg: DataConfig, base: Path) -> BuildResult:
     synth_eval_pool = [item for item in pool if _in_synth_eval(cfg, item.group)]
     neighbours = sorted({item.parsed.text for item in synth_pool})
 
-    train = _cut_all(real_train_cands, cfg, removed, "real_span_too_long", neighbours)
+    train = cap_sources(_cut_all(real_train_cands, cfg, removed, "real_span_too_long", neighbours), cfg, removed)
     train += _cut_all(synth.errors(synth_pool, cfg.synthetic.examples, "syn"), cfg, removed, "synthetic_uncuttable", neighbours)
     total = round(len(train) / (1 - cfg.noop_fraction - cfg.adversarial_fraction))
     train += _cut_all(synth.noops(synth_pool, round(total * cfg.noop_fraction), "train"), cfg, removed,
@@ -366,7 +473,7 @@ def adversarial(cfg: DataConfig, pool: list[PoolSentence], n: int, prefix: str) 
                                         cfg.spans.max_context)
         out.append(SpanExample(got.ctx_before, got.span_in, got.ctx_after, got.span_out, language=cfg.language,
                                tags=[ADVERSARIAL_TAG, "typo"] if typo else [ADVERSARIAL_TAG], source=ADVERSARIAL_TAG,
-                               extra={"group": f"{prefix}-adversarial"}))
+                               extra={"group": f"{prefix}-adversarial", "adversarial_kind": got.kind}))
     return out
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from spantune.errors import SpantuneError
 
-REAL_FORMATS = ("lines", "tsv", "jsonl", "m2")
+REAL_FORMATS = ("lines", "tsv", "jsonl", "m2", "bea")
+SPLITS = ("auto", "train", "eval")
 
 
 @dataclass
@@ -15,13 +17,18 @@ class RealSource:
     """A corpus of human corrections."""
 
     name: str = ""
-    format: str = "lines"  # lines: ``src`` + ``refs`` files in ``path``; tsv / jsonl / m2: ``path`` is the file
+    format: str = "lines"  # lines: ``src`` + ``refs`` files in ``path``; bea: ``files`` in ``path``; else ``path`` is the file
     path: str = ""
     src: str = ""
     refs: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)  #: bea: the JSON files in ``path`` (one essay per line)
     tokenized: bool = False
     license: str = ""
+    commercial: bool = False  #: does the licence allow commercial use? (``commercial_only`` drops the others)
     required: bool = True
+    #: auto: whole sentences held out for eval by ``real.eval_fraction``; train / eval: all on one side
+    split: str = "auto"
+    cap: int | None = None  #: at most this many training examples from this source (a seeded choice)
 
 
 @dataclass
@@ -32,6 +39,7 @@ class CleanSource:
     path: str = ""
     tokenized: bool = False
     license: str = ""
+    commercial: bool = False
     required: bool = True
 
 
@@ -56,6 +64,8 @@ class RealConfig:
 class SyntheticConfig:
     examples: int = 20000
     eval_fraction: float = 0.03
+    #: At most this many clean sentences are parsed (spaCy) for synthetic errors, no-op and adversarial spans.
+    pool_size: int = 40000
     operators: dict[str, float] = field(default_factory=lambda: {
         "typo_keyboard": 0.06, "typo_transpose": 0.05, "typo_delete": 0.05, "typo_double": 0.04,
         "misspelling": 0.06, "homophone": 0.04, "agreement": 0.06, "verb_form": 0.09, "article": 0.11,
@@ -77,6 +87,8 @@ class DataConfig:
     golden: str = "fixtures/span_eval.jsonl"
     noop_fraction: float = 0.15
     adversarial_fraction: float = 0.03
+    #: Build from sources whose licence allows commercial use only; the manifest lists what was dropped.
+    commercial_only: bool = False
     adversarial_typo_rate: float = 0.3
     real_sources: list[RealSource] = field(default_factory=list)
     clean_sources: list[CleanSource] = field(default_factory=list)
@@ -126,12 +138,33 @@ def validate(cfg: DataConfig) -> None:
             raise SpantuneError(f"config key {key}.format: expected one of {', '.join(REAL_FORMATS)}, got {src.format!r}")
         if src.format == "lines" and (not src.src or not src.refs):
             raise SpantuneError(f"config key {key}: format 'lines' needs src and refs")
+        if src.format == "bea" and not src.files:
+            raise SpantuneError(f"config key {key}: format 'bea' needs files (the JSON files in path)")
+        if src.split not in SPLITS:
+            raise SpantuneError(f"config key {key}.split: expected one of {', '.join(SPLITS)}, got {src.split!r}")
+        if src.cap is not None and src.cap < 0:
+            raise SpantuneError(f"config key {key}.cap: must be ≥ 0 or null, got {src.cap}")
     for i, src in enumerate(cfg.clean_sources):
         if not src.name or not src.path:
             raise SpantuneError(f"config key clean_sources[{i}]: needs a name and a path")
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise SpantuneError(f"config: source name {dupes[0]!r} is used twice")
+
+
+#: The measuring sets spantune is judged on (JFLEG test, FCE test, W&I+LOCNESS dev and test): never read.
+_TEST_WORD = re.compile(r"(?:^|[^a-z0-9_])test(?:$|[^a-z0-9_])")
+_WI_DEV = re.compile(r"(?:^|[^a-z0-9_])(?:wi|locness|a|b|c|n|abc|abcn)[^a-z0-9_]+dev(?:$|[^a-z0-9_])")
+
+
+def measuring_set(path: Path) -> str | None:
+    """Why ``path`` names a hidden measuring split (a test split, or W&I/LOCNESS dev), or None."""
+    text = str(path).lower()
+    if _TEST_WORD.search(text):
+        return "names a test split"
+    if _WI_DEV.search(text) or ("locness" in text and "dev" in text):
+        return "names the W&I/LOCNESS dev split"
+    return None
 
 
 def resolve(path: str, base: Path) -> Path:

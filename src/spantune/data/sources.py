@@ -11,11 +11,15 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from spantune.data.align import Edit
 from spantune.data.tags import errant_tag, heuristic_tag
 from spantune.data.text import Sentence, detokenize
 from spantune.errors import InputError
+
+if TYPE_CHECKING:
+    from spantune.data.bea import InDocument
 
 #: A light tokenizer for raw text: words (with inner apostrophes) and single punctuation marks.
 _TOKEN_RE = re.compile(r"\w+(?:['’]\w+)*|[^\w\s]")
@@ -38,6 +42,10 @@ class Pair:
     group: str
     source: str
     edits: list[list[Edit]] | None = None
+    #: BEA essays: the sentence's paragraph and character edits (contexts come from the essay itself).
+    document: InDocument | None = None
+    #: Which side of the data this sentence may land on: auto (held out by fraction), train or eval.
+    split: str = "auto"
 
 
 @dataclass

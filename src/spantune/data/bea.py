@@ -1,0 +1,196 @@
+"""BEA-2019 JSON learner corpora (FCE v2.1, Write & Improve v2.1): essays with character-offset edits.
+
+Each line holds one essay: ``{"text": …, "edits": [[annotator, [[start, end, correction, code?], …]]], …}``.
+Edits are kept at the character level on the essay's own, untokenized text, so a span example's
+contexts are exactly what the learner's editor would have shown. Per essay, one annotator is kept (the
+first); detection-only edits (``correction`` null), American-spelling edits (CLC ``SA``: both spellings
+are left as written), nested or overlapping edits and edits that cross a paragraph are skipped and
+counted, never guessed at.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from spantune.data.sources import Pair, read_lines, to_sentence
+from spantune.data.tags import heuristic_tag, surface_tag
+from spantune.errors import InputError
+
+#: End of a sentence inside a paragraph: . ! ? (plus closing quotes/brackets) and the spaces after them.
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"'”’)\]]*\s+(?=\S)")
+
+#: CLC error codes whose meaning fixes the tag (after :func:`surface_tag`, which wins for case, spacing,
+#: punctuation-only and homophone edits). The rest map by their first letter (M/U/R/F/D/I…).
+_CLC_DIRECT = {
+    "S": "typo", "SX": "homophone", "W": "word_order",
+    "TV": "verb_form", "FV": "verb_form", "IV": "verb_form", "DV": "word_form",
+    "AGV": "agreement", "AGN": "agreement", "AGD": "agreement", "AGA": "agreement", "AGQ": "agreement",
+    "FN": "noun_number", "IN": "noun_number", "CN": "noun_number", "CQ": "noun_number",
+}
+_CLC_CLASS = {"D": "article", "T": "preposition", "P": "punctuation"}  # second letter of M?/U?/R?
+_CLC_FIRST = {"M": "missing_word", "U": "extra_word", "F": "word_form", "D": "word_form", "I": "word_form"}
+#: American spelling "errors" (CLC SA): British and American spellings are both correct for spantune.
+IGNORED_CODES = frozenset({"SA"})
+
+
+def clc_tag(code: str | None, o: str, c: str) -> str:
+    """Map a CLC code (FCE) onto spantune's tag vocabulary; no code (W&I) → surface cues alone."""
+    surface = surface_tag(o, c)
+    if surface:
+        return surface
+    if not code:
+        return heuristic_tag(o, c)
+    if code in _CLC_DIRECT:
+        return _CLC_DIRECT[code]
+    if len(code) == 2 and code[1] in _CLC_CLASS and code[0] in "MUR":
+        return _CLC_CLASS[code[1]]
+    if code[0] in "MU" and (not o.strip() or not c.strip()):
+        return _CLC_FIRST[code[0]]
+    if code[0] in _CLC_FIRST and code[0] not in "MU":
+        return _CLC_FIRST[code[0]]
+    return "word_choice"
+
+
+@dataclass(frozen=True)
+class CharEdit:
+    """``paragraph[start:end]`` was corrected to ``correction``."""
+
+    start: int
+    end: int
+    correction: str
+    tag: str
+    kind: str  # the corpus's own code (CLC) or "" when it gives none
+
+
+@dataclass(frozen=True)
+class InDocument:
+    """Where a BEA sentence sits: its paragraph, every usable edit of that paragraph, its own range."""
+
+    paragraph: str
+    edits: tuple[CharEdit, ...]
+    start: int
+    end: int
+
+    def sentence_edits(self) -> list[CharEdit]:
+        return [e for e in self.edits if self.start <= e.start < self.end or e.start == e.end == self.end]
+
+
+def apply_edits(text: str, edits: list[CharEdit] | tuple[CharEdit, ...]) -> str:
+    """``text`` with non-overlapping ``edits`` applied (offsets into ``text``)."""
+    out, pos = [], 0
+    for e in sorted(edits, key=lambda e: (e.start, e.end)):
+        out += [text[pos:e.start], e.correction]
+        pos = e.end
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def _field(obj: object, path: str | Path, lineno: int, name: str, kind: type | tuple[type, ...], what: str) -> object:
+    if not isinstance(obj, kind) or isinstance(obj, bool):
+        raise InputError(path, lineno, name, f"expected {what}, got {type(obj).__name__}")
+    return obj
+
+
+def _edits_of(record: dict, text: str, path: str | Path, lineno: int,
+              counts: Counter[str]) -> tuple[list[tuple[int, int, str, str | None]], list[int]]:
+    """The first annotator's corrections, validated, and where its detection-only edits start.
+
+    Skipped kinds are counted in ``counts``.
+    """
+    annotators = _field(record.get("edits"), path, lineno, "edits", list, "a list of [annotator, edits]")
+    if not annotators:
+        return [], []
+    first = annotators[0]
+    if not isinstance(first, list) or len(first) != 2 or not isinstance(first[1], list):
+        raise InputError(path, lineno, "edits[0]", "expected [annotator_id, [[start, end, correction, code?], …]]")
+    counts["bea_annotators_dropped"] += len(annotators) - 1
+    out, unresolved = [], []
+    for k, edit in enumerate(first[1]):
+        name = f"edits[0][1][{k}]"
+        if not isinstance(edit, list) or len(edit) not in (3, 4):
+            raise InputError(path, lineno, name, "expected [start, end, correction, code?]")
+        start = _field(edit[0], path, lineno, f"{name}[0] (start)", int, "an integer offset")
+        end = _field(edit[1], path, lineno, f"{name}[1] (end)", int, "an integer offset")
+        if not 0 <= start <= end <= len(text):  # type: ignore[operator]
+            raise InputError(path, lineno, f"{name} (offsets)",
+                             f"offsets {start}..{end} outside the {len(text)}-character text")
+        correction, code = edit[2], edit[3] if len(edit) == 4 else None
+        if correction is not None:
+            _field(correction, path, lineno, f"{name}[2] (correction)", str, "a string or null")
+        if code is not None:
+            _field(code, path, lineno, f"{name}[3] (code)", str, "a string or null")
+        if correction is None:
+            counts["bea_detection_only"] += 1
+            unresolved.append(start)
+        elif code in IGNORED_CODES:
+            counts["bea_american_spelling_kept"] += 1
+        else:
+            out.append((start, end, correction, code))  # type: ignore[arg-type]
+    return out, unresolved  # type: ignore[return-value]
+
+
+def _without_nesting(edits: list[tuple[int, int, str, str | None]], counts: Counter[str]) -> list[tuple[int, int, str, str | None]]:
+    """Outer edits win over edits nested in or overlapping them (the outer correction includes the inner)."""
+    kept: list[tuple[int, int, str, str | None]] = []
+    for e in sorted(edits, key=lambda e: (e[0], -e[1])):
+        if kept and e[0] < kept[-1][1]:
+            counts["bea_nested_or_overlapping"] += 1
+            continue
+        kept.append(e)
+    return kept
+
+
+def _sentence_ranges(paragraph: str, edits: list[CharEdit]) -> list[tuple[int, int]]:
+    """Sentence ranges of a paragraph; a boundary inside an edit joins the two sentences."""
+    cuts = [m.end() for m in _SENTENCE_END.finditer(paragraph)]
+    cuts = [b for b in cuts if not any(e.start < b < e.end for e in edits)]
+    bounds = [0, *cuts, len(paragraph)]
+    return [(a, b) for a, b in zip(bounds, bounds[1:]) if paragraph[a:b].strip()]
+
+
+def _essay_pairs(record: dict, path: str | Path, lineno: int, name: str, counts: Counter[str]) -> list[Pair]:
+    text = _field(record.get("text"), path, lineno, "text", str, "the essay as a string")
+    essay = str(record.get("id", lineno))
+    found, unresolved = _edits_of(record, text, path, lineno, counts)  # type: ignore[arg-type]
+    edits = _without_nesting(found, counts)
+    pairs: list[Pair] = []
+    offset = 0
+    for p_index, paragraph in enumerate(text.split("\n")):  # type: ignore[union-attr]
+        p_start, p_end = offset, offset + len(paragraph)
+        offset = p_end + 1
+        inside = [e for e in edits if p_start <= e[0] and e[1] <= p_end and (e[0] < p_end or e[0] == e[1])]
+        counts["bea_edit_crosses_paragraph"] += sum(p_start <= e[0] < p_end and e[1] > p_end for e in edits)
+        if not paragraph.strip():
+            continue
+        local = tuple(CharEdit(s - p_start, e - p_start, c, clc_tag(code, text[s:e], c), code or "")
+                      for s, e, c, code in inside)
+        for s_index, (a, b) in enumerate(_sentence_ranges(paragraph, list(local))):
+            doc = InDocument(paragraph, local, a, b)
+            orig = paragraph[a:b].strip()
+            corrected = apply_edits(paragraph[a:b], [CharEdit(e.start - a, e.end - a, e.correction, e.tag, e.kind)
+                                                     for e in doc.sentence_edits()]).strip()
+            group = f"{name}:{essay}:{p_index}:{s_index}"
+            # A sentence with an error the annotator did not correct is no clean text (no-op or synthetic).
+            clean = corrected and not any(p_start + a <= u < p_start + b for u in unresolved)
+            corrections = [to_sentence(corrected, False)] if clean else []
+            pairs.append(Pair(to_sentence(orig, False), corrections, group, name, document=doc))
+    return pairs
+
+
+def read_bea(paths: list[Path], *, name: str, counts: Counter[str]) -> list[Pair]:
+    """Every sentence of every essay in ``paths`` (one :class:`Pair` each, with its :class:`InDocument`)."""
+    pairs: list[Pair] = []
+    for path in paths:
+        for lineno, line in enumerate(read_lines(path), 1):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(path, lineno, "<json>", f"malformed JSON: {exc.msg} (column {exc.colno})") from None
+            if not isinstance(record, dict):
+                raise InputError(path, lineno, "<record>", "expected a JSON object")
+            pairs += _essay_pairs(record, path, lineno, name, counts)
+    return pairs
