@@ -21,7 +21,7 @@ import numpy as np
 
 from spantune.errors import SpantuneError
 from spantune.infer.onnx_backend import Greedy, OnnxDecoder, onnx_file
-from spantune.prompt import render
+from spantune.prompt import encode_prompt
 from spantune.schema import SpanExample
 
 #: fp32 ONNX vs PyTorch: max |Δlogit| must stay under ATOL + RTOL × max |logit| (float32 noise is ~1e-6 relative).
@@ -111,7 +111,7 @@ def check_parity(model: Any, tokenizer: Any, model_dir: Path, examples: Sequence
                  dtypes: Sequence[str], generation_config: Any,
                  progress: Callable[[Sequence[Any], str], Iterable[Any]] = lambda items, desc: items) -> ParityReport:
     """Decode ``examples`` with PyTorch and each ONNX dtype; return agreement and logit differences."""
-    prompts = [tokenizer(render(tokenizer, ex), add_special_tokens=False)["input_ids"] for ex in examples]
+    prompts = [encode_prompt(tokenizer, ex).prompt for ex in examples]
     t0 = time.perf_counter()
     reference = [torch_greedy(model, ids, generation_config) for ids in progress(prompts, "PyTorch fp32")]
     torch_seconds = time.perf_counter() - t0

@@ -13,6 +13,9 @@ Rules (documented in docs/contract.md):
 * Fields are escaped inside the prompt so that no span or context can fake the prompt's structure:
   ``\\`` → ``\\\\``, ``«`` → ``\\«``, ``»`` → ``\\»``, newline → ``\\n``, carriage return → ``\\r``.
   The assistant reply (the corrected span) is never escaped.
+* Only the chat template's own markers become special tokens (:func:`encode_prompt`): text the user
+  wrote — contexts, span, answer — is always tokenized as plain text, so a span such as
+  ``</s><|im_start|>system`` cannot open a turn.
 * Caret without selection (``select_span(text, caret)``): the span is the word (maximal run of
   non-whitespace) that contains the caret or ends at it; if the caret sits in whitespace, the
   word before it (the one just typed) on the same line; failing that, the next word on the line.
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from spantune.errors import SpantuneError
@@ -39,6 +43,7 @@ LINE_BREAKS = frozenset("\n\r\u2028\u2029")
 _ESCAPES = {"\\": "\\\\", "«": "\\«", "»": "\\»", "\n": "\\n", "\r": "\\r"}
 _UNESCAPES = {"\\": "\\", "«": "«", "»": "»", "n": "\n", "r": "\r"}
 _FIELD = r"((?:[^\\«»\n]|\\[\\«»nr])*)"
+_STAND_IN_RE = re.compile("\ue000(\\d+)\ue001")
 _USER_RE = re.compile(rf"Context before: «{_FIELD}»\nSpan: «{_FIELD}»\nContext after: «{_FIELD}»")
 
 
@@ -177,15 +182,76 @@ def build_messages(example: SpanExample, with_answer: bool = False) -> list[dict
     return messages
 
 
-def render(tokenizer: Any, example: SpanExample, add_generation_prompt: bool = True,
-           with_answer: bool = False) -> str:
-    """The exact model input string, through the tokenizer's own chat template."""
+def _apply_template(tokenizer: Any, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
     if not getattr(tokenizer, "chat_template", None):
         name = getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
         raise SpantuneError(f"tokenizer {name!r} has no chat template; use an instruct/chat model "
                             "or set tokenizer.chat_template")
-    return tokenizer.apply_chat_template(
-        build_messages(example, with_answer=with_answer),
-        tokenize=False,
-        add_generation_prompt=add_generation_prompt and not with_answer,
-    )
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+
+
+def render(tokenizer: Any, example: SpanExample, add_generation_prompt: bool = True,
+           with_answer: bool = False) -> str:
+    """The exact model input string, through the tokenizer's own chat template."""
+    return _apply_template(tokenizer, build_messages(example, with_answer=with_answer),
+                           add_generation_prompt and not with_answer)
+
+
+@dataclass(frozen=True)
+class PromptIds:
+    """Token ids of the generation prompt, and of the reply after it (empty unless asked for)."""
+
+    prompt: list[int]
+    reply: list[int]
+
+
+def _stand_in(i: int) -> str:
+    """Message ``i``'s content while the template renders: private-use code points, no marker text."""
+    return f"\ue000{i}\ue001"
+
+
+def _fill(text: str, contents: list[str]) -> str:
+    """``text`` with each stand-in replaced by its message content."""
+    return _STAND_IN_RE.sub(lambda m: contents[int(m.group(1))], text)
+
+
+def _encode_template(tokenizer: Any, rendered: str, contents: list[str]) -> list[int]:
+    """Ids of ``rendered`` (contents replaced by stand-ins): each special token in it is the template's
+    marker; the text between markers, contents filled in, is encoded with special-token text as plain text.
+
+    Splitting only where the tokenizer itself splits (at special tokens) keeps ordinary text's ids equal
+    to ``tokenizer(text, add_special_tokens=False)``.
+    """
+    specials = (t.content for t in tokenizer.added_tokens_decoder.values() if t.special)
+    markers = sorted(specials, key=len, reverse=True)
+    if not markers:
+        raise SpantuneError("the tokenizer has no special tokens, so its chat template cannot mark turns")
+    pieces = re.split("(" + "|".join(map(re.escape, markers)) + ")", rendered)
+    ids: list[int] = []
+    for i, piece in enumerate(pieces):
+        if i % 2:
+            ids.append(tokenizer.convert_tokens_to_ids(piece))
+        else:
+            ids += tokenizer(_fill(piece, contents), add_special_tokens=False, split_special_tokens=True)["input_ids"]
+    return ids
+
+
+def encode_prompt(tokenizer: Any, example: SpanExample, with_answer: bool = False) -> PromptIds:
+    """The one prompt encoder (inference, training, keep margin, export parity; js/src/corrector.js's
+    ``encodePrompt``): the template is rendered with stand-ins for the message contents, so only its own
+    markers become special tokens, and then each content is spliced in as plain text. ``with_answer`` adds
+    the reply: ``span_out`` and what the template writes after it, encoded apart from the prompt as a
+    model generates it after the prompt."""
+    messages = build_messages(example, with_answer=with_answer)
+    contents = [m["content"] for m in messages]
+    stand_ins = [dict(m, content=_stand_in(i)) for i, m in enumerate(messages)]
+    prompt = _apply_template(tokenizer, stand_ins[:2], add_generation_prompt=True)
+    full = _apply_template(tokenizer, stand_ins, add_generation_prompt=False) if with_answer else prompt
+    if not full.startswith(prompt):
+        raise SpantuneError("the chat template renders the answered conversation with a different prefix than "
+                            "the generation prompt, so the reply cannot be aligned with inference")
+    if _fill(full, contents) != render(tokenizer, example, with_answer=with_answer):
+        raise SpantuneError("the chat template changes message contents (trims or rewrites them), so user text "
+                            "cannot be kept apart from its markers")
+    return PromptIds(prompt=_encode_template(tokenizer, prompt, contents),
+                     reply=_encode_template(tokenizer, full[len(prompt):], contents))

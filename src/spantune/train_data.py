@@ -1,9 +1,9 @@
 """Training sequences: the chat-template prompt, then the reply and its end-of-turn token.
 
 Why tokens are built here instead of letting TRL tokenize text: the prompt must be tokenized
-exactly as :class:`spantune.infer.torch_backend.TorchCorrector` tokenizes it at inference (the
-rendered prompt alone, no special tokens added), and the loss must cover only what the model has
-to generate: the corrected span and the end-of-turn token that stops decoding. Everything before
+exactly as every backend tokenizes it at inference (:func:`spantune.prompt.encode_prompt`: only the
+template's markers are special tokens, user text never is), and the loss must cover only what the model
+has to generate: the corrected span and the end-of-turn token that stops decoding. Everything before
 (system prompt, user turn, ``<|im_start|>assistant\\n``) gets label -100, and whatever the template
 puts after the end-of-turn token (ChatML's trailing newline) is dropped.
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 from spantune.errors import InputError, SpantuneError
 from spantune.infer.torch_backend import stop_token_ids
-from spantune.prompt import render
+from spantune.prompt import encode_prompt
 from spantune.schema import SpanExample
 
 IGNORE_INDEX = -100
@@ -62,13 +62,8 @@ def choose_pad_token(tokenizer: Any, requested: str | None = None) -> str:
 
 def encode_example(tokenizer: Any, example: SpanExample, stop_ids: Sequence[int]) -> Encoded:
     """Prompt ids (masked) + reply ids up to and including the first stop token (trained)."""
-    prompt = render(tokenizer, example, add_generation_prompt=True)
-    full = render(tokenizer, example, with_answer=True)
-    if not full.startswith(prompt):
-        raise SpantuneError("the chat template renders the answered conversation with a different prefix than "
-                            "the generation prompt, so reply-only loss cannot be aligned with inference")
-    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    reply_ids = tokenizer(full[len(prompt):], add_special_tokens=False)["input_ids"]
+    ids = encode_prompt(tokenizer, example, with_answer=True)
+    prompt_ids, reply_ids = ids.prompt, ids.reply
     end = next((i for i, tok in enumerate(reply_ids) if tok in stop_ids), None)
     if end is None:  # a template without an end-of-turn marker: EOS is what stops generation
         reply_ids = [*reply_ids, stop_ids[0]]

@@ -23,7 +23,7 @@ from spantune.errors import SpantuneError
 from spantune.infer.base import Prediction
 from spantune.infer.keep import KeepMargin
 from spantune.postprocess import postprocess, settled
-from spantune.prompt import render
+from spantune.prompt import encode_prompt
 from spantune.schema import SpanExample
 
 #: Transformers.js file suffix of each dtype (``onnx/model{suffix}.onnx``).
@@ -149,8 +149,8 @@ class OnnxCorrector:
         self.keep = keep
 
     def prompt_ids(self, example: SpanExample) -> list[int]:
-        """Token ids of the rendered prompt (the chat template already holds the special tokens)."""
-        return self.tokenizer(render(self.tokenizer, example), add_special_tokens=False)["input_ids"]
+        """Token ids of the prompt (:func:`~spantune.prompt.encode_prompt`: user text never becomes a special token)."""
+        return encode_prompt(self.tokenizer, example).prompt
 
     def _settled(self, tokens: list[int]) -> bool:
         # the same early stop as TorchCorrector: nothing later can change the post-processed answer

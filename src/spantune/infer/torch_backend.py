@@ -12,7 +12,7 @@ import numpy as np
 from spantune.infer.base import Prediction
 from spantune.infer.keep import KeepMargin
 from spantune.postprocess import postprocess, settled
-from spantune.prompt import render
+from spantune.prompt import encode_prompt
 from spantune.schema import SpanExample
 
 END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>")
@@ -76,17 +76,17 @@ class TorchCorrector:
             out = self.model(input_ids=torch.tensor([ids], device=self.model.device))
         return out.logits[0].float().cpu().numpy()
 
-    def generate_ids(self, prompt: str) -> list[int]:
-        """Greedy new token ids for one rendered prompt (stop token excluded)."""
+    def generate_ids(self, prompt_ids: list[int]) -> list[int]:
+        """Greedy new token ids after ``prompt_ids`` (stop token excluded)."""
         import torch
 
         from transformers import StoppingCriteriaList
 
-        enc = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False,
-                             return_token_type_ids=False).to(self.model.device)
-        prompt_len = enc["input_ids"].shape[1]
+        ids = torch.tensor([prompt_ids], device=self.model.device)
+        prompt_len = len(prompt_ids)
         with torch.inference_mode():
-            out = self.model.generate(**enc, do_sample=False, max_new_tokens=self.max_new_tokens,
+            out = self.model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                                      max_new_tokens=self.max_new_tokens,
                                       stopping_criteria=StoppingCriteriaList([_settled_criterion(self.tokenizer, prompt_len)]),
                                       eos_token_id=self.stop_ids, pad_token_id=self.pad_id,
                                       temperature=None, top_p=None, top_k=None)
@@ -98,7 +98,7 @@ class TorchCorrector:
 
     def correct(self, example: SpanExample) -> Prediction:
         t0 = time.perf_counter()
-        ids = self.generate_ids(render(self.tokenizer, example))
+        ids = self.generate_ids(encode_prompt(self.tokenizer, example).prompt)
         raw = self.tokenizer.decode(ids, skip_special_tokens=True)
         pred = Prediction(raw=raw, result=postprocess(raw, example.span_in), latency_s=0.0, new_tokens=len(ids))
         pred = self.keep.apply(pred, example, ids, self.tokenizer, self.logits)
