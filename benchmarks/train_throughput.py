@@ -12,11 +12,14 @@ examples, from a freshly loaded base model, in one process. Reported:
   ratio of the two is the speed-up at equal work;
 * with ``--quant-aware``, a third phase: spantune's trainer again with ``quant_aware.enabled`` (LoRA through the
   4-bit grid, dropout 0), reported as its cost against the plain spantune phase;
+* with ``--precisions``, the CPU recipe (``configs/train/cpu-demo.yaml``: LoRA r16 on every linear layer, batch 8,
+  max length 256) on the same examples at ``fp32`` and at ``bf16`` (frozen weights bf16, LoRA fp32, autocast;
+  skipped, with the reason, where the machine has no native bf16), reported as the bf16 speed-up;
 * peak memory above the level before each phase: on CUDA ``torch.cuda.max_memory_allocated``; on CPU
   the resident set size sampled every 5 ms (glibc is told to return freed blocks to the OS at once,
   so the RSS follows what torch holds).
 
-    python benchmarks/train_throughput.py --model embedded --data data/train.jsonl --examples 32
+    python benchmarks/train_throughput.py --model embedded --data data/train.jsonl --examples 32 [--precisions]
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from typing import Any
 
 NAIVE_LENGTH = 512
 NAIVE_BATCH = 4
+RECIPE = Path(__file__).resolve().parents[1] / "configs" / "train" / "cpu-demo.yaml"
 
 
 class PeakMemory:
@@ -92,16 +96,32 @@ def return_freed_memory_to_os() -> None:
     libc.mallopt(m_trim_threshold, 128 * 1024)
 
 
-def base_config(model: str, data: str, examples: int, threads: int | None) -> Any:
-    from spantune.train import TrainConfig
-
-    cfg = TrainConfig()
+def one_epoch(cfg: Any, model: str, data: str, examples: int, threads: int | None) -> Any:
+    """``cfg`` trained for one epoch over the first ``examples`` of ``data``, without evaluations or time budget."""
     cfg.model.name = model
     cfg.data.train, cfg.data.eval, cfg.data.limit = data, None, examples
-    cfg.train.epochs, cfg.train.max_steps, cfg.train.batch_size = 1.0, -1, 8
-    cfg.train.max_length, cfg.train.threads = NAIVE_LENGTH, threads
-    cfg.train.logging_steps = 10_000
+    cfg.train.epochs, cfg.train.max_steps, cfg.train.max_minutes = 1.0, -1, None
+    cfg.train.threads, cfg.train.logging_steps = threads, 10_000
     cfg.eval.steps = 0
+    return cfg
+
+
+def base_config(model: str, data: str, examples: int, threads: int | None) -> Any:
+    """The default recipe, batch 8, with the naive phase's length guard."""
+    from spantune.train import TrainConfig
+
+    cfg = one_epoch(TrainConfig(), model, data, examples, threads)
+    cfg.train.batch_size, cfg.train.max_length = 8, NAIVE_LENGTH
+    return cfg
+
+
+def recipe_config(model: str, data: str, examples: int, threads: int | None, precision: str) -> Any:
+    """The CPU recipe file at ``precision``."""
+    from spantune.config import load_config
+    from spantune.train import TrainConfig
+
+    cfg = one_epoch(load_config(TrainConfig, str(RECIPE)), model, data, examples, threads)
+    cfg.model.precision = precision
     return cfg
 
 
@@ -123,18 +143,17 @@ def timed_train(trainer: Any, cuda: bool) -> dict[str, Any]:
     return {"seconds": seconds, "cpu_seconds": cpu, "steps": trainer.state.global_step, "peak_bytes": mem.peak}
 
 
-def run_spantune(prep: Any, out: Path, precision: str, bf16: bool, fp16: bool, cuda: bool) -> dict[str, Any]:
+def run_spantune(prep: Any, out: Path, precision: Any, cuda: bool) -> dict[str, Any]:
     from spantune.train import build_trainer, sft_config
 
-    args = sft_config(prep.config, out, bf16, fp16, has_eval=False)
+    args = sft_config(prep.config, out, precision.bf16, precision.fp16, has_eval=False)
     args.save_strategy = "no"
     args.disable_tqdm = True
-    trainer = build_trainer(prep, args, precision)
-    return timed_train(trainer, cuda)
+    trainer = build_trainer(prep, args, precision.name)
+    return {**timed_train(trainer, cuda), "precision": precision.detail}
 
 
-def run_naive(prep: Any, examples: list[Any], out: Path, precision: str, bf16: bool, fp16: bool,
-              cuda: bool) -> dict[str, Any]:
+def run_naive(prep: Any, examples: list[Any], out: Path, precision: Any, cuda: bool) -> dict[str, Any]:
     """The design document's sketch: full chat text, padded to 512, labels on every real token, batch 4."""
     from datasets import Dataset
     from peft import get_peft_model
@@ -150,15 +169,34 @@ def run_naive(prep: Any, examples: list[Any], out: Path, precision: str, bf16: b
                                                                                  enc["attention_mask"])]
     data = Dataset.from_dict({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
                               "labels": labels})
-    model = get_peft_model(load_base_model(prep.config, precision), lora_config(prep.config.lora))
+    model = get_peft_model(load_base_model(prep.config, precision.name), lora_config(prep.config.lora))
     t = prep.config.train
     args = TrainingArguments(output_dir=str(out), per_device_train_batch_size=NAIVE_BATCH, num_train_epochs=1,
                              learning_rate=t.learning_rate, lr_scheduler_type=t.lr_scheduler, seed=t.seed,
-                             bf16=bf16, fp16=fp16, use_cpu=not cuda, save_strategy="no", report_to="none",
-                             logging_steps=10_000, disable_tqdm=True, group_by_length=False,
+                             bf16=precision.bf16, fp16=precision.fp16, use_cpu=not cuda, save_strategy="no",
+                             report_to="none", logging_steps=10_000, disable_tqdm=True, group_by_length=False,
                              dataloader_num_workers=0)
     trainer = Trainer(model=model, args=args, train_dataset=data, data_collator=default_data_collator)
-    return timed_train(trainer, cuda)
+    return {**timed_train(trainer, cuda), "precision": precision.detail}
+
+
+def run_precisions(args: argparse.Namespace, tmp: Path, cuda: bool) -> dict[str, dict[str, Any]]:
+    """The CPU recipe at fp32 and bf16, one phase each; a precision the machine lacks is reported, not run."""
+    from spantune.errors import SpantuneError
+    from spantune.train import mixed_precision, prepare
+
+    rows: dict[str, dict[str, Any]] = {}
+    for name in ("fp32", "bf16"):
+        cfg = recipe_config(args.model, args.data, args.examples, args.threads, name)
+        try:
+            precision = mixed_precision(cfg)
+        except SpantuneError as exc:
+            print(f"recipe {name}: skipped: {exc}")
+            continue
+        prep = prepare(cfg, tmp / f"recipe-{name}", resume=False)
+        row = run_spantune(prep, tmp / f"recipe-{name}-out", precision, cuda)
+        rows[f"recipe {name}"] = {**row, "useful_tokens": sum(len(e.input_ids) for e in prep.train_encoded)}
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,12 +207,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--quant-aware", action="store_true", help="also time quant-aware training")
+    parser.add_argument("--precisions", action="store_true", help="also time the CPU recipe at fp32 and bf16")
     args = parser.parse_args(argv)
 
     import torch
 
     from spantune.errors import SpantuneError
-    from spantune.train import load_split, mixed_precision, prepare
+    from spantune.train import cpu_bf16, load_split, mixed_precision, prepare
 
     return_freed_memory_to_os()
     if args.threads:
@@ -184,41 +223,51 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             prep = prepare(cfg, Path(tmp) / "run", resume=False)
-            precision, bf16, fp16 = mixed_precision(cfg)
+            precision = mixed_precision(cfg)
             examples = load_split(cfg.data.train, "data.train", cfg.data).examples[: args.examples]
-            ours = run_spantune(prep, Path(tmp) / "ours", precision, bf16, fp16, cuda)
-            naive = run_naive(prep, examples, Path(tmp) / "naive", precision, bf16, fp16, cuda)
+            ours = run_spantune(prep, Path(tmp) / "ours", precision, cuda)
+            naive = run_naive(prep, examples, Path(tmp) / "naive", precision, cuda)
             if args.quant_aware:
                 prep.config.quant_aware.enabled, prep.config.lora.dropout = True, 0.0
-                quant_aware = run_spantune(prep, Path(tmp) / "quant_aware", precision, bf16, fp16, cuda)
+                quant_aware = run_spantune(prep, Path(tmp) / "quant_aware", mixed_precision(prep.config), cuda)
+            recipe = run_precisions(args, Path(tmp), cuda) if args.precisions else {}
     except SpantuneError as exc:
         print(f"train_throughput: error: {exc}", file=sys.stderr)
         return 1
 
     useful = sum(len(e.input_ids) for e in prep.train_encoded)  # real tokens, the same for both
-    rows = {"spantune": ours, "naive": naive, **({"quant-aware": quant_aware} if args.quant_aware else {})}
+    rows = {"spantune": ours, "naive": naive, **({"quant-aware": quant_aware} if args.quant_aware else {}), **recipe}
     for r in rows.values():
-        r["useful_tokens_per_s"] = useful / r["seconds"]
-        r["useful_tokens_per_cpu_s"] = useful / r["cpu_seconds"]
+        r["useful_tokens_per_s"] = r.get("useful_tokens", useful) / r["seconds"]
+        r["useful_tokens_per_cpu_s"] = r.get("useful_tokens", useful) / r["cpu_seconds"]
     speedup = ours["useful_tokens_per_s"] / naive["useful_tokens_per_s"]
     cpu_speedup = ours["useful_tokens_per_cpu_s"] / naive["useful_tokens_per_cpu_s"]
     memory_ratio = naive["peak_bytes"] / ours["peak_bytes"] if ours["peak_bytes"] > 0 else math.inf
     device = torch.cuda.get_device_name() if cuda else f"CPU, {torch.get_num_threads()} threads"
-    print(f"model {args.model}, {len(examples)} examples ({useful} useful tokens), {device}, {precision}")
-    print(f"{'':10} {'steps':>6} {'wall s':>8} {'CPU s':>8} {'useful tok/s':>13} {'tok/CPU-s':>10} {'peak MiB':>9}")
+    native = cpu_bf16()
+    print(f"model {args.model}, {len(examples)} examples ({useful} useful tokens), {device}; "
+          f"CPU native bf16: {native or 'none'}")
+    print(f"{'':12} {'steps':>6} {'wall s':>8} {'CPU s':>8} {'useful tok/s':>13} {'tok/CPU-s':>10} {'peak MiB':>9}  "
+          f"precision")
     for name, r in rows.items():
-        print(f"{name:10} {r['steps']:>6} {r['seconds']:>8.1f} {r['cpu_seconds']:>8.1f} "
+        print(f"{name:12} {r['steps']:>6} {r['seconds']:>8.1f} {r['cpu_seconds']:>8.1f} "
               f"{r['useful_tokens_per_s']:>13.1f} {r['useful_tokens_per_cpu_s']:>10.1f} "
-              f"{r['peak_bytes'] / 2**20:>9.0f}")
+              f"{r['peak_bytes'] / 2**20:>9.0f}  {r['precision']}")
     print(f"useful tokens/s: spantune / naive = {speedup:.2f}x (target >= 2x); per CPU-second {cpu_speedup:.2f}x")
     print(f"peak memory: naive / spantune = {memory_ratio:.2f}x")
     if args.quant_aware:
         print(f"quant-aware cost: spantune / quant-aware useful tokens/s = "
               f"{ours['useful_tokens_per_s'] / quant_aware['useful_tokens_per_s']:.2f}x, peak memory "
               f"{quant_aware['peak_bytes'] / max(ours['peak_bytes'], 1):.2f}x")
+    if len(recipe) == 2:
+        fp32, bf16 = recipe["recipe fp32"], recipe["recipe bf16"]
+        print(f"recipe bf16 / fp32: useful tokens/s {bf16['useful_tokens_per_s'] / fp32['useful_tokens_per_s']:.2f}x "
+              f"(target >= 2x), per CPU-second "
+              f"{bf16['useful_tokens_per_cpu_s'] / fp32['useful_tokens_per_cpu_s']:.2f}x, "
+              f"peak memory {bf16['peak_bytes'] / max(fp32['peak_bytes'], 1):.2f}x")
     if args.json:
         Path(args.json).write_text(json.dumps({"model": args.model, "examples": len(examples), "device": device,
-                                               "precision": precision, "useful_tokens": useful, **rows,
+                                               "cpu_bf16": native, "useful_tokens": useful, **rows,
                                                "speedup": speedup, "cpu_speedup": cpu_speedup,
                                                "memory_ratio": memory_ratio}, indent=2))
     return 0

@@ -15,7 +15,7 @@ def test_throughput_benchmark_runs_both_trainers_on_the_same_examples(tmp_path: 
     out = tmp_path / "result.json"
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "train_throughput.py"), "--model",
                            str(tiny_model_dir), "--data", str(data), "--examples", "24", "--threads", "1",
-                           "--json", str(out), "--quant-aware"], env=cli_env(), cwd=ROOT, capture_output=True, text=True, timeout=300)
+                           "--json", str(out), "--quant-aware", "--precisions"], env=cli_env(), cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     result = json.loads(out.read_text())
     assert result["examples"] == 24
@@ -24,3 +24,11 @@ def test_throughput_benchmark_runs_both_trainers_on_the_same_examples(tmp_path: 
     assert result["cpu_speedup"] > 1.5, result
     assert "useful tokens/s: spantune / naive" in proc.stdout
     assert result["quant-aware"]["steps"] == 3 and "quant-aware cost" in proc.stdout
+    # the CPU recipe at fp32 and, where the CPU computes bf16 natively, at bf16, on the same examples
+    assert result["recipe fp32"]["steps"] == 3 and result["recipe fp32"]["precision"] == "fp32 (cpu, as configured)"
+    if result["cpu_bf16"] is None:
+        assert "recipe bf16" not in result and "recipe bf16: skipped: config key model.precision" in proc.stdout
+    else:
+        assert result["recipe bf16"]["steps"] == 3 and result["recipe bf16"]["precision"].startswith("bf16 (cpu")
+        assert "recipe bf16 / fp32: useful tokens/s" in proc.stdout
+        assert result["recipe bf16"]["useful_tokens"] == result["recipe fp32"]["useful_tokens"]

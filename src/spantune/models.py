@@ -33,7 +33,8 @@ def resolve_device(device: str = "auto") -> str:
 
 
 def resolve_dtype(dtype: str, device: str) -> Any:
-    """``auto`` → bf16 on GPUs that support it, fp32 otherwise (CPU training/inference is fp32)."""
+    """``auto`` → bf16 on GPUs that support it, fp32 otherwise: CPU inference, and so every evaluation, merge and
+    export of a trained adapter, is fp32 even when training ran in bf16 (spantune.train.mixed_precision)."""
     import torch
 
     if dtype == "auto":

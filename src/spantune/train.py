@@ -36,7 +36,7 @@ BEST_METRICS = ("exact_match", "chrf", "eval_loss")
 class ModelSection:
     name: str = "embedded"  #: hub id, local model folder, or "embedded"
     qlora: bool = False  #: load the base in 4-bit NF4 (CUDA + bitsandbytes)
-    precision: str = "auto"  #: auto = bf16 on GPUs that support it, fp32 otherwise
+    precision: str = "auto"  #: auto = bf16 on GPUs and CPUs that compute it natively, fp32 otherwise
     gradient_checkpointing: bool = False
     pad_token: str | None = None  #: default: a vocabulary token that never ends a turn
 
@@ -248,7 +248,7 @@ def prepare(cfg: TrainConfig, run_dir: Path, resume: bool) -> Prepared:
 
     check_values(cfg)
     check_qlora(cfg)
-    mixed_precision(cfg)  # bf16/fp16 asked for on a machine without CUDA fails here
+    mixed_precision(cfg)  # bf16/fp16 asked for on a machine that lacks it fails here
     train = load_split(cfg.data.train, "data.train", cfg.data)
     if cfg.data.limit is not None:
         train = Split(train.path, train.examples[: cfg.data.limit], train.lines[: cfg.data.limit])
@@ -275,23 +275,74 @@ def prepare(cfg: TrainConfig, run_dir: Path, resume: bool) -> Prepared:
 # ---------------------------------------------------------------- training
 
 
-def mixed_precision(cfg: TrainConfig) -> tuple[str, bool, bool]:
-    """(name, bf16, fp16): bf16 only on GPUs that support it, fp32 on CPU."""
+@dataclass(frozen=True)
+class Precision:
+    """The resolved training precision, and the sentence that says why (training log, run_info.json, model card)."""
+
+    name: str  #: fp32, bf16 or fp16
+    detail: str
+
+    @property
+    def bf16(self) -> bool:
+        return self.name == "bf16"
+
+    @property
+    def fp16(self) -> bool:
+        return self.name == "fp16"
+
+
+def cpu_bf16() -> str | None:
+    """The CPU's native bf16 instructions (``amx`` or ``avx512_bf16``), None without: there bf16 is emulated and
+    slower than fp32. Asked of torch's own capability probes, never guessed from the vendor."""
     import torch
 
-    want = cfg.model.precision
-    cuda = torch.cuda.is_available()
-    if want == "auto":
-        want = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
-    if want in ("bf16", "fp16") and not cuda:
-        raise SpantuneError(f"config key model.precision: {want} needs a CUDA GPU; use fp32 (or auto) on CPU")
-    if want == "bf16" and not torch.cuda.is_bf16_supported():
-        raise SpantuneError("config key model.precision: this GPU has no bf16 support; use fp16 or fp32")
-    return want, want == "bf16", want == "fp16"
+    for name, probe in (("amx", "_is_amx_tile_supported"), ("avx512_bf16", "_is_avx512_bf16_supported")):
+        if getattr(torch.cpu, probe, lambda: False)():
+            return name
+    return None
+
+
+def mixed_precision(cfg: TrainConfig) -> Precision:
+    """bf16 on GPUs and CPUs that compute it natively, fp32 elsewhere; asking for what the machine lacks fails.
+
+    bf16 means frozen base weights stored in bf16, LoRA weights and optimizer state in fp32, the forward under
+    ``torch.autocast`` (the Trainer's bf16 mode): on an AVX512-BF16 CPU a LoRA step of the CPU recipe takes
+    less than half the fp32 time, and less than autocast over fp32 weights (benchmarks/RESULTS.md). Quant-aware
+    training stays fp32 on CPU: its 4-bit grid is the one the export computes from fp32 weights.
+    """
+    import torch
+
+    want, qa = cfg.model.precision, cfg.quant_aware.enabled
+    # TRL casts QLoRA adapters to bf16 (the QLoRA paper's recipe); PEFT keeps other adapters fp32
+    weights = "frozen weights 4-bit NF4, LoRA bf16" if cfg.model.qlora else "frozen weights bf16, LoRA fp32"
+    if torch.cuda.is_available():
+        supported = torch.cuda.is_bf16_supported()
+        if want == "bf16" and not supported:
+            raise SpantuneError("config key model.precision: this GPU has no bf16 support; use fp16 or fp32")
+        name = ("bf16" if supported else "fp32") if want == "auto" else want
+        how = {"bf16": f": {weights}, autocast", "fp16": ": fp16 autocast"}.get(name, "")
+        return Precision(name, f"{name} (cuda{how})")
+    native = cpu_bf16()
+    if want == "fp16":
+        raise SpantuneError("config key model.precision: fp16 needs a CUDA GPU; on CPU use auto, bf16 or fp32")
+    if want == "bf16" and native is None:
+        raise SpantuneError("config key model.precision: bf16 needs a CUDA GPU or a CPU with native bf16 "
+                            "(AVX512-BF16 or AMX), which this CPU lacks; use auto or fp32")
+    if want == "bf16" and qa:
+        raise SpantuneError("config key model.precision: bf16 with quant_aware.enabled on CPU is not supported "
+                            "(the 4-bit grid must come from fp32 weights, as the export's does); use auto or fp32")
+    if want == "fp32":
+        return Precision("fp32", "fp32 (cpu, as configured)")
+    if native is None:
+        return Precision("fp32", "fp32 (cpu without native bf16)")
+    if qa:
+        return Precision("fp32", f"fp32 (cpu {native}, but quant-aware training keeps its 4-bit grid on fp32 weights)")
+    return Precision("bf16", f"bf16 (cpu {native}: {weights}, autocast)")
 
 
 def load_base_model(cfg: TrainConfig, precision: str) -> Any:
-    """The frozen base: bf16 weights under bf16 training, fp32 otherwise, 4-bit NF4 with QLoRA."""
+    """The frozen base: bf16 weights under bf16 training (PEFT keeps the LoRA weights it adds in fp32), fp32
+    otherwise, 4-bit NF4 with QLoRA."""
     import torch
 
     if not cfg.model.qlora:
@@ -442,16 +493,18 @@ def run_training(prep: Prepared, started: float) -> dict[str, Any]:
     cfg, run_dir = prep.config, prep.run_dir
     if cfg.train.threads is not None:
         torch.set_num_threads(cfg.train.threads)
-    precision, bf16, fp16 = mixed_precision(cfg)
+    precision = mixed_precision(cfg)
     has_eval = bool(prep.eval_encoded)
-    args = sft_config(cfg, run_dir, bf16, fp16, has_eval)  # initializes torch.distributed under a launcher
+    # sft_config initializes torch.distributed under a launcher
+    args = sft_config(cfg, run_dir, precision.bf16, precision.fp16, has_eval)
     state = PartialState()
     state.wait_for_everyone()  # every rank has checked the run folder before rank 0 writes to it
     metrics_path = run_dir / "metrics.jsonl"
     if state.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
         if prep.resume_from is None:
-            write_run_info(run_dir, cfg, prep.data_files)
+            info = write_run_info(run_dir, cfg, prep.data_files)
+            write_json(run_dir / "run_info.json", {**info, "precision": precision.detail})
             metrics_path.unlink(missing_ok=True)
         else:
             _trim_metrics(metrics_path, int(prep.resume_from.rsplit("-", 1)[1]))
@@ -470,8 +523,9 @@ def run_training(prep: Prepared, started: float) -> dict[str, Any]:
     ]
     if has_eval and cfg.eval.patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.eval.patience))
-    trainer = build_trainer(prep, args, precision, callbacks)
+    trainer = build_trainer(prep, args, precision.name, callbacks)
     if state.is_main_process:
+        print(f"precision: {precision.detail}")
         trainer.model.print_trainable_parameters()
     with sigint_saves(stopper):
         output = trainer.train(resume_from_checkpoint=prep.resume_from)
@@ -490,7 +544,7 @@ def run_training(prep: Prepared, started: float) -> dict[str, Any]:
         if st.best_metric is not None and st.best_global_step:
             best = {"step": st.best_global_step, "metric": args.metric_for_best_model, "value": st.best_metric}
         summary.update(
-            precision=precision, world_size=state.num_processes, pad_token=prep.tokenizer.pad_token,
+            precision=precision.detail, world_size=state.num_processes, pad_token=prep.tokenizer.pad_token,
             train_runtime_s=output.metrics.get("train_runtime", 0.0), best=best, run_dir=str(run_dir),
             tokens_per_s=round(sum(speeds) / len(speeds), 1) if speeds else None,
             last_loss=round(losses[-1], 4) if losses else None,
