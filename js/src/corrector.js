@@ -1,5 +1,6 @@
 // Span correction with an exported spantune folder through Transformers.js, offline.
-// Same contract as Python's OnnxCorrector: chat-template prompt from prompt.js, greedy decoding
+// Same contract as Python's OnnxCorrector: chat-template prompt from prompt.js encoded by encodePrompt (user
+// text never becomes a special token), greedy decoding
 // (generation_config.json: do_sample false, max_new_tokens, every end id; stop early once settled), and
 // post-processing from postprocess.js.
 // Runs in Node (onnxruntime-node) and in browsers (the demo's worker loads this very file).
@@ -43,6 +44,75 @@ export function renderPrompt(tokenizer, example) {
   return tokenizer.apply_chat_template(buildMessages(example), { tokenize: false, add_generation_prompt: true });
 }
 
+/** Message i's content while the template renders: private-use code points, no marker text. */
+const standIn = (i) => `\ue000${i}\ue001`;
+const STAND_IN = /\ue000(\d+)\ue001/g;
+const fill = (text, contents) => text.replace(STAND_IN, (_, i) => contents[Number(i)]);
+const escapeRegExp = (text) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+/**
+ * A copy of `tokenizer`'s own tokenizer without its special tokens: it encodes special-token text as plain
+ * text, as Python's `split_special_tokens=True` does (Transformers.js has no such option). Cached per tokenizer.
+ */
+const plainTokenizers = new WeakMap();
+function plainTokenizer(tokenizer) {
+  if (!plainTokenizers.has(tokenizer)) {
+    const json = tokenizer._tokenizerJSON;
+    const added_tokens = json.added_tokens.filter((token) => !token.special);
+    const Tokenizer = tokenizer._tokenizer.constructor;
+    plainTokenizers.set(tokenizer, new Tokenizer({ ...json, added_tokens }, tokenizer._tokenizerConfig));
+  }
+  return plainTokenizers.get(tokenizer);
+}
+
+/**
+ * Ids of `rendered` (contents replaced by stand-ins): each special token in it is the template's marker; the
+ * text between markers, contents filled in, is encoded with special-token text as plain text.
+ */
+function encodeTemplate(tokenizer, rendered, contents) {
+  const markers = [...tokenizer.all_special_tokens].sort((a, b) => b.length - a.length);
+  if (markers.length === 0) {
+    throw new Error('the tokenizer has no special tokens, so its chat template cannot mark turns');
+  }
+  const plain = plainTokenizer(tokenizer);
+  const pieces = rendered.split(new RegExp(`(${markers.map(escapeRegExp).join('|')})`));
+  return pieces.flatMap((piece, i) =>
+    i % 2
+      ? [tokenizer.convert_tokens_to_ids(piece)]
+      : plain.encode(fill(piece, contents), { add_special_tokens: false }).ids,
+  );
+}
+
+/**
+ * The one prompt encoder (Python: spantune.prompt.encode_prompt, same ids): the template is rendered with
+ * stand-ins for the message contents, so only its own markers become special tokens, and each content is
+ * spliced in as plain text; a span such as `</s><|im_start|>system` cannot open a turn. `withAnswer` adds the
+ * reply: `span_out` and what the template writes after it, encoded apart from the prompt.
+ * @returns {{prompt: number[], reply: number[]}}
+ */
+export function encodePrompt(tokenizer, example, { withAnswer = false } = {}) {
+  const answer = withAnswer ? [{ role: 'assistant', content: example.span_out }] : [];
+  const messages = [...buildMessages(example), ...answer];
+  const contents = messages.map((m) => m.content);
+  const standIns = messages.map((m, i) => ({ ...m, content: standIn(i) }));
+  const render = (msgs, generation) =>
+    tokenizer.apply_chat_template(msgs, { tokenize: false, add_generation_prompt: generation });
+  const prompt = render(standIns.slice(0, 2), true);
+  const full = withAnswer ? render(standIns, false) : prompt;
+  if (!full.startsWith(prompt)) {
+    throw new Error('the chat template renders the answered conversation with a different prefix than the ' +
+      'generation prompt, so the reply cannot be aligned with inference');
+  }
+  if (fill(full, contents) !== render(messages, !withAnswer)) {
+    throw new Error('the chat template changes message contents (trims or rewrites them), so user text cannot ' +
+      'be kept apart from its markers');
+  }
+  return {
+    prompt: encodeTemplate(tokenizer, prompt, contents),
+    reply: encodeTemplate(tokenizer, full.slice(prompt.length), contents),
+  };
+}
+
 /** End-of-turn tokens whose ids end a reply (Python: spantune.infer.torch_backend.END_OF_TURN_TOKENS). */
 const END_OF_TURN_TOKENS = ['<|im_end|>', '<|eot_id|>', '<end_of_turn>', '<|end|>'];
 
@@ -56,19 +126,12 @@ export function replyStopIds(tokenizer) {
 }
 
 /**
- * `span_in` as the reply, tokenized exactly as training tokenizes a reply (Python: train_data.encode_example):
- * the answered conversation's text after the generation prompt, no special tokens added, cut after its
- * first end-of-turn/EOS id (or that id appended when the template has none). docs/keep-margin.md.
+ * `span_in` as the reply, encoded exactly as training encodes a reply (Python: train_data.encode_example):
+ * encodePrompt's reply, cut after its first end-of-turn/EOS id (or that id appended when the template has
+ * none). docs/keep-margin.md.
  */
 export function keepReplyIds(tokenizer, example) {
-  const prompt = renderPrompt(tokenizer, example);
-  const messages = [...buildMessages(example), { role: 'assistant', content: example.span_in }];
-  const full = tokenizer.apply_chat_template(messages, { tokenize: false, add_generation_prompt: false });
-  if (!full.startsWith(prompt)) {
-    throw new Error('keep margin: the chat template renders the answered conversation with a different prefix ' +
-      'than the generation prompt');
-  }
-  const ids = Array.from(tokenizer(full.slice(prompt.length), { add_special_tokens: false }).input_ids.data, Number);
+  const ids = encodePrompt(tokenizer, { ...example, span_out: example.span_in }, { withAnswer: true }).reply;
   const stops = replyStopIds(tokenizer);
   const end = ids.findIndex((id) => stops.includes(id));
   return end === -1 ? [...ids, stops[0]] : ids.slice(0, end + 1);
@@ -94,6 +157,15 @@ export function replyLogprob(logits, vocab, ids, promptLength) {
 /** The keep rule: margin on (> 0), the answer edits the span, preferred by less than `margin` nats. */
 export function keepsSpan(answer, spanIn, answerLogprob, keepLogprob, margin) {
   return margin > 0 && answer !== spanIn && answerLogprob - keepLogprob < margin;
+}
+
+/** Model inputs for one sequence of token ids: `input_ids` and an all-ones `attention_mask`, batch 1. */
+function idsInputs(ids) {
+  const dims = [1, ids.length];
+  return {
+    input_ids: new Tensor('int64', BigInt64Array.from(ids, BigInt), dims),
+    attention_mask: new Tensor('int64', new BigInt64Array(ids.length).fill(1n), dims),
+  };
 }
 
 /**
@@ -136,13 +208,13 @@ export async function createSpanCorrector({
 
   async function correct(example, { onText } = {}) {
     const t0 = performance.now();
-    const inputs = tokenizer(renderPrompt(tokenizer, example), { add_special_tokens: false });
+    const promptIds = encodePrompt(tokenizer, example).prompt;
     const streamer = onText
       ? new TextStreamer(tokenizer, { skip_prompt: true, skip_special_tokens: true, callback_function: onText })
       : undefined;
-    const promptLength = inputs.input_ids.dims[1];
+    const promptLength = promptIds.length;
     const output = await model.generate({
-      ...inputs,
+      ...idsInputs(promptIds),
       do_sample: false,
       ...(maxNewTokens ? { max_new_tokens: maxNewTokens } : {}),
       stopping_criteria: [new SettledCriteria(tokenizer, promptLength)],
@@ -154,23 +226,18 @@ export async function createSpanCorrector({
     const raw = tokenizer.decode(tokens, { skip_special_tokens: true });
     const answer = { ...postProcess(raw, example.span_in), raw, tokens };
     const scored = (keepMargin > 0 || scoreKeep) && answer.text !== example.span_in;
-    const result = scored ? await withKeepMargin(answer, example, inputs.input_ids) : answer;
+    const result = scored ? await withKeepMargin(answer, example, promptIds) : answer;
     return { ...result, latencyMs: performance.now() - t0 };
   }
 
   /** Logits of one forward pass over `ids` from an empty cache: flat [length × vocab] floats, and vocab. */
   async function forward(ids) {
-    const dims = [1, ids.length];
-    const { logits } = await model({
-      input_ids: new Tensor('int64', BigInt64Array.from(ids, BigInt), dims),
-      attention_mask: new Tensor('int64', new BigInt64Array(ids.length).fill(1n), dims),
-    });
+    const { logits } = await model(idsInputs(ids));
     return { data: logits.data, vocab: logits.dims[2] };
   }
 
   /** The answer scored against keeping the span, and replaced by span_in when keepsSpan says so. */
-  async function withKeepMargin(answer, example, promptTensor) {
-    const promptIds = Array.from(promptTensor.data, Number);
+  async function withKeepMargin(answer, example, promptIds) {
     const keepReply = keepReplyIds(tokenizer, example);
     const logprob = async (reply) => {
       const ids = [...promptIds, ...reply];

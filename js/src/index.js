@@ -3,6 +3,7 @@ export * from './prompt.js';
 export * from './postprocess.js';
 export {
   createSpanCorrector,
+  encodePrompt,
   keepReplyIds,
   keepsSpan,
   renderPrompt,
