@@ -40,6 +40,11 @@ def test_decontamination_flags_near_copies_only():
         "The answers were wrong.",
     ]
     assert contaminated(texts, protected, 90.0) == [True, True, False, True, False]
+    # A short sentence that sits inside a long window is no copy of it (formulaic learner sentences).
+    window = "Dear Sir, I am writing to complain about the show. I look forward to hearing from you."
+    assert contaminated(["I am writing to complain about the show.",
+                         "Dear Sir, I am writing to complain about the show. I look forward to hearing soon."],
+                        [window], 90.0) == [False, True]
     assert normalize("  Hello,  World! ") == "hello world"
 
 
