@@ -232,7 +232,7 @@ def test_existing_run_folder_needs_resume(tmp_path: Path, tiny_model_dir: Path, 
 def test_qwen_recipe_is_the_design_documents() -> None:
     from spantune.train import TrainConfig, check_values
 
-    cfg = load_config(TrainConfig, ROOT / "configs" / "qwen2.5-0.5b.yaml")
+    cfg = load_config(TrainConfig, ROOT / "configs" / "train" / "qwen2.5-0.5b_lora_cuda.yaml")
     check_values(cfg)
     assert cfg.model.name == "Qwen/Qwen2.5-0.5B-Instruct" and cfg.model.precision == "auto"
     assert (cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, cfg.lora.target_modules) == (16, 32, 0.05,
@@ -246,7 +246,7 @@ def test_cpu_demo_recipe_runs_end_to_end_on_the_tiny_model(tmp_path: Path, tiny_
     train = write_jsonl(tmp_path / "train.jsonl", span_rows(48, 1))
     evals = write_jsonl(tmp_path / "eval.jsonl", span_rows(12, 2))
     run = tmp_path / "run"
-    assert main(["train", "--config", str(ROOT / "configs" / "train" / "cpu-demo.yaml"), "--out", str(run),
+    assert main(["train", "--config", str(ROOT / "configs" / "train" / "smollm2-135m_lora_cpu-demo.yaml"), "--out", str(run),
                  "--model.name", str(tiny_model_dir), "--data.train", str(train), "--data.eval", str(evals),
                  "--train.max_steps", "4", "--train.save_steps", "2", "--eval.steps", "2", "--eval.sample", "4",
                  "--train.threads", "1"]) == 0

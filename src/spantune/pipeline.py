@@ -48,7 +48,7 @@ class DataPart:
 
 @dataclass
 class TrainPart:
-    config: str = "configs/train/cpu-demo.yaml"
+    config: str = "configs/train/smollm2-135m_lora_cpu-demo.yaml"
     overrides: list[str] = field(default_factory=list)  #: ``--section.key value`` tokens for the recipe
 
 

@@ -589,7 +589,7 @@ def register(subparsers: Any) -> None:
                                     "[--out RUN_DIR]",
                               description="Fine-tune a chat model to answer span prompts with the corrected span. "
                                           "Any config key can be overridden as --section.key VALUE.")
-    p.add_argument("--config", required=True, help="recipe YAML, e.g. configs/train/cpu-demo.yaml")
+    p.add_argument("--config", required=True, help="recipe YAML, e.g. configs/train/smollm2-135m_lora_cpu-demo.yaml")
     p.add_argument("--out", help="run folder (default runs/<config name>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--qlora", action="store_true", help="4-bit NF4 base model (needs CUDA and bitsandbytes)")
