@@ -15,15 +15,11 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from spantune.cli import main as spantune_main
 from spantune.errors import SpantuneError
-from spantune.evaluate.margin import ALL, SWEEP_METRICS, check_scored, smallest_margin, sweep
-from spantune.evaluate.metrics import METRICS
-from spantune.evaluate.report import fmt
+from spantune.evaluate.margin import (ALL, DEFAULT_MAX_MARGIN, DEFAULT_STEP, check_scored, margin_grid, plot_sweep,
+                                      smallest_margin, sweep, sweep_markdown)
 from spantune.evaluate.runner import PREDICTIONS, read_predictions
 from spantune.io import atomic_write, write_json
 
@@ -32,49 +28,12 @@ def decode(args: argparse.Namespace, out: Path) -> Path:
     """The one scored decoding pass, through ``spantune eval`` itself; returns its run folder."""
     run = out / "eval"
     argv = ["eval", "--system", args.system, "--data", args.data, "--out", str(run), "--score-keep",
-            "--bootstrap", "100"]
+            "--keep-margin", "0", "--bootstrap", "100"]
     argv += ["--dtype", args.dtype] if args.dtype else []
     argv += ["--limit", str(args.limit)] if args.limit else []
     if spantune_main(argv) != 0:
         raise SystemExit("spantune eval failed")
     return run
-
-
-def markdown(result: dict[str, list[dict[str, Any]]], best: dict[str, float | None], keep_share: float) -> str:
-    lines = []
-    for group, points in result.items():
-        found = best[group]
-        lines += [f"### {group} (n = {points[0]['n']})", "",
-                  f"Smallest margin leaving ≥ {100 * keep_share:.0f} % of no-fix spans unchanged: "
-                  + ("none in the grid" if found is None else f"{found:g} nats"), "",
-                  "| margin (nats) | " + " | ".join(METRICS[k].label for k in SWEEP_METRICS) + " |",
-                  "|---:|" + "---:|" * len(SWEEP_METRICS)]
-        lines += [f"| {p['margin']:g} | " + " | ".join(fmt(k, p[k]) for k in SWEEP_METRICS) + " |" for p in points]
-        lines.append("")
-    return "\n".join(lines)
-
-
-def plot(result: dict[str, list[dict[str, Any]]], path: Path) -> None:
-    """One panel per source: the four metrics (percent) against the margin."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(result), figsize=(4.5 * len(result), 3.8), squeeze=False, sharey=True)
-    for ax, (group, points) in zip(axes[0], result.items()):
-        margins = [p["margin"] for p in points]
-        for key in SWEEP_METRICS:
-            ax.plot(margins, [np.nan if p[key] is None else 100 * p[key] for p in points], label=METRICS[key].label)
-        ax.set_title(f"{group} (n={points[0]['n']})")
-        ax.set_xlabel("keep margin (nats)")
-        ax.set_ylim(-2, 102)
-    axes[0][0].set_ylabel("%")
-    axes[0][0].legend(fontsize="small")
-    fig.tight_layout()
-    with atomic_write(path, "wb") as fh:
-        fig.savefig(fh, format="png", dpi=100)
-    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,8 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", help="as `spantune eval --dtype`")
     parser.add_argument("--limit", type=int, help="only the first N examples")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--max-margin", type=float, default=8.0)
-    parser.add_argument("--step", type=float, default=0.25)
+    parser.add_argument("--max-margin", type=float, default=DEFAULT_MAX_MARGIN)
+    parser.add_argument("--step", type=float, default=DEFAULT_STEP)
     parser.add_argument("--keep-share", type=float, default=0.95,
                         help="share of no-fix spans that must stay unchanged (default 0.95)")
     args = parser.parse_args(argv)
@@ -104,15 +63,15 @@ def main(argv: list[str] | None = None) -> int:
     except SpantuneError as exc:
         print(f"keep_margin: error: {exc}", file=sys.stderr)
         return 1
-    margins = [round(float(m), 6) for m in np.arange(0.0, args.max_margin + args.step / 2, args.step)]
+    margins = margin_grid(args.max_margin, args.step)
     result = sweep(rows, margins)
     best = {group: smallest_margin(points, args.keep_share) for group, points in result.items()}
     write_json(out / "keep_margin.json", {"run": str(run), "keep_share": args.keep_share, "smallest_margin": best,
                                           "sweep": result})
     with atomic_write(out / "keep_margin.md") as fh:
-        fh.write(markdown(result, best, args.keep_share))
-    plot(result, out / "keep_margin.png")
-    print(markdown({ALL: result[ALL]}, best, args.keep_share))
+        fh.write(sweep_markdown(result, best, args.keep_share))
+    plot_sweep(result, out / "keep_margin.png")
+    print(sweep_markdown({ALL: result[ALL]}, best, args.keep_share))
     for group, found in best.items():
         print(f"smallest margin keeping >= {100 * args.keep_share:.0f}% of no-fix spans unchanged, {group}: "
               + ("none up to " + f"{margins[-1]:g} nats" if found is None else f"{found:g} nats"))

@@ -159,6 +159,23 @@ export function keepsSpan(answer, spanIn, answerLogprob, keepLogprob, margin) {
   return margin > 0 && answer !== spanIn && answerLogprob - keepLogprob < margin;
 }
 
+/** Check a keep margin: a finite number of nats >= 0; `where` names its source in the error. */
+function checkedMargin(margin, where) {
+  if (!(Number.isFinite(margin) && margin >= 0)) {
+    throw new Error(`${where}: keepMargin ${margin} is not a finite number of nats >= 0`);
+  }
+  return margin;
+}
+
+/**
+ * The export's calibrated keep margin: config.json's `spantune.keep_margin` (written by `spantune export` from
+ * the model's keep_margin.json; Transformers.js loads it with the model), else 0 (docs/keep-margin.md).
+ */
+export function calibratedKeepMargin(config, modelPath = 'the model') {
+  const margin = config?.spantune?.keep_margin;
+  return margin === undefined ? 0 : checkedMargin(margin, `${modelPath}/config.json spantune.keep_margin`);
+}
+
 /** Model inputs for one sequence of token ids: `input_ids` and an all-ones `attention_mask`, batch 1. */
 function idsInputs(ids) {
   const dims = [1, ids.length];
@@ -172,10 +189,10 @@ function idsInputs(ids) {
  * Load an exported folder and return a corrector.
  * @param {{modelPath: string, dtype?: string, device?: string, maxNewTokens?: number, sessionOptions?: object,
  *          progressCallback?: Function, keepMargin?: number, scoreKeep?: boolean}} options
- *   `progressCallback` receives Transformers.js loading progress. `keepMargin` (nats, default 0 = off) keeps
- *   `span_in` unless the model prefers its edit by that much; `scoreKeep` scores edits even at margin 0
- *   (docs/keep-margin.md).
- * @returns {Promise<{correct: Function, tokenizer: any, model: any, stopIds: number[]}>}
+ *   `progressCallback` receives Transformers.js loading progress. `keepMargin` (nats; 0 = off) keeps `span_in`
+ *   unless the model prefers its edit by that much; left out, it is the export's calibrated margin
+ *   (calibratedKeepMargin), else 0. `scoreKeep` scores edits even at margin 0 (docs/keep-margin.md).
+ * @returns {Promise<{correct: Function, tokenizer: any, model: any, stopIds: number[], keepMargin: number}>}
  *   `correct(example, { onText })` takes { ctx_before, span_in, ctx_after } and resolves to
  *   { text, raw, overrun, verbose, fallback, tokens, latencyMs }, plus { kept, keepLogprob, answerLogprob } when
  *   the keep margin scored the answer; `onText` receives decoded text as it streams.
@@ -187,13 +204,11 @@ export async function createSpanCorrector({
   maxNewTokens,
   sessionOptions,
   progressCallback,
-  keepMargin = 0,
+  keepMargin: explicitMargin,
   scoreKeep = false,
 } = {}) {
   if (!modelPath) throw new Error('createSpanCorrector: modelPath (an exported spantune folder) is required');
-  if (!(Number.isFinite(keepMargin) && keepMargin >= 0)) {
-    throw new Error(`createSpanCorrector: keepMargin ${keepMargin} is not a finite number of nats >= 0`);
-  }
+  if (explicitMargin !== undefined) checkedMargin(explicitMargin, 'createSpanCorrector');
   const id = useLocalFolder(modelPath);
   const progress = progressCallback ? { progress_callback: progressCallback } : {};
   const tokenizer = await AutoTokenizer.from_pretrained(id, progress);
@@ -203,6 +218,7 @@ export async function createSpanCorrector({
     ...progress,
     ...(sessionOptions ? { session_options: sessionOptions } : {}),
   });
+  const keepMargin = explicitMargin ?? calibratedKeepMargin(model.config, modelPath);
   const eos = model.generation_config?.eos_token_id ?? tokenizer.eos_token_id;
   const stopIds = (Array.isArray(eos) ? eos : [eos]).filter((i) => i !== null && i !== undefined);
 
@@ -250,5 +266,5 @@ export async function createSpanCorrector({
     return { ...answer, ...(kept ? { text: example.span_in } : {}), kept, keepLogprob, answerLogprob };
   }
 
-  return { correct, tokenizer, model, stopIds };
+  return { correct, tokenizer, model, stopIds, keepMargin };
 }

@@ -2,6 +2,7 @@
 export * from './prompt.js';
 export * from './postprocess.js';
 export {
+  calibratedKeepMargin,
   createSpanCorrector,
   encodePrompt,
   keepReplyIds,

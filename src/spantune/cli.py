@@ -21,7 +21,7 @@ DATA_COMMAND_MODULES: list[str] = ["spantune.data.commands"]
 
 
 def _cmd_fix(args: argparse.Namespace) -> int:
-    from spantune.infer.keep import KeepMargin
+    from spantune.infer.keep import resolve_keep
     from spantune.infer.torch_backend import TorchCorrector
     from spantune.schema import SpanExample
 
@@ -29,8 +29,9 @@ def _cmd_fix(args: argparse.Namespace) -> int:
         raise SpantuneError("give --span (with --before/--after) or --jsonl IN --out OUT")
     if args.jsonl is not None and args.out is None:
         raise SpantuneError("--jsonl needs --out")
-    corrector = TorchCorrector.load(args.model, device=args.device, max_new_tokens=args.max_new_tokens,
-                                    keep=KeepMargin(args.keep_margin))
+    keep, keep_from = resolve_keep(args.model, args.keep_margin)
+    print(f"keep margin: {keep.margin:g} nats ({keep_from})", file=sys.stderr)
+    corrector = TorchCorrector.load(args.model, device=args.device, max_new_tokens=args.max_new_tokens, keep=keep)
     if args.jsonl is not None:
         from spantune.infer.files import correct_file
 
@@ -87,8 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     fix.add_argument("--clip", action="store_true", help="clip over-long contexts instead of rejecting them")
     fix.add_argument("--device", default="auto", help="auto, cpu or cuda")
     fix.add_argument("--max-new-tokens", type=int, default=32)
-    fix.add_argument("--keep-margin", type=float, default=0.0, metavar="NATS",
-                     help="keep the span unless the model prefers its edit by this many nats (0 = off)")
+    fix.add_argument("--keep-margin", type=float, default=None, metavar="NATS",
+                     help="keep the span unless the model prefers its edit by this many nats (0 = off; default: "
+                          "the model's calibrated margin from `spantune calibrate`, else 0)")
     fix.set_defaults(func=_cmd_fix)
 
     data = sub.add_parser("data", help="check, build, split and describe span datasets")

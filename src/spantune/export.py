@@ -8,7 +8,9 @@ The output folder is what Transformers.js loads with ``localModelPath`` and ``dt
     DIR/onnx/model.onnx              fp32 decoder with past key values
     DIR/onnx/model_q4.onnx           4-bit MatMulNBits + GatherBlockQuantized (and other --dtypes, e.g.
                                      model_quantized.onnx = q8: 8-bit MatMuls, for ≥ 95 % agreement with fp32)
-    DIR/README.md  manifest.json     model card; sha256 of every file, parity and sizes
+    DIR/README.md  manifest.json     model card; sha256 of every file, parity, sizes and the keep margin
+    DIR/keep_margin.json             the calibrated keep margin, when the model has one (``spantune calibrate``;
+                                     also in config.json's ``spantune.keep_margin`` for Transformers.js)
 
 Everything is built in a temp folder beside DIR and renamed into place at the end, so an interrupted
 or refused export (parity failure) leaves no folder behind.
@@ -133,6 +135,24 @@ def set_transformersjs_config(folder: Path) -> None:
         write_json(folder / "config.json", config)
 
 
+def carry_keep_margin(model_arg: str, folder: Path) -> dict[str, Any] | None:
+    """The model's calibrated keep margin (docs/keep-margin.md), carried into the export: its keep_margin.json
+    (which ``--system onnx:DIR`` and a transformers load of the folder read) and config.json's
+    ``spantune.keep_margin``, which Transformers.js loads with the model (js/src/corrector.js's default)."""
+    from spantune.infer.keep import KEEP_MARGIN_FILE, calibration_file, read_calibration
+    from spantune.io import write_json
+
+    path = calibration_file(model_arg)
+    if path is None:
+        return None
+    record = read_calibration(path)
+    write_json(folder / KEEP_MARGIN_FILE, record)
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    config.setdefault("spantune", {})["keep_margin"] = record["margin"]
+    write_json(folder / "config.json", config)
+    return record
+
+
 def onnx_sizes(folder: Path, dtypes: Sequence[str]) -> dict[str, int]:
     """Bytes of each dtype's decoder, external data included."""
     sizes = {}
@@ -246,6 +266,7 @@ def export_model(opts: ExportOptions) -> dict[str, Any]:
             with steps.step(f"building {onnx_file(tmp, dtype).name} ({dtype})"):
                 build_dtype(tmp, dtype, opts.quant)
         set_transformersjs_config(tmp)
+        keep_margin = carry_keep_margin(opts.model, tmp)
         parity = None
         if opts.verify:
             with steps.step(f"parity on {len(examples)} examples: PyTorch vs onnxruntime {', '.join(opts.dtypes)}"):
@@ -267,6 +288,7 @@ def export_model(opts: ExportOptions) -> dict[str, Any]:
                 "generation": {"do_sample": False, "max_new_tokens": gen.max_new_tokens,
                                "eos_token_id": gen.eos_token_id},
                 "parity": parity,
+                "keep_margin": keep_margin,
                 "packages": package_versions(),
             }
             (tmp / "README.md").write_text(model_card(manifest, run_card(source)), encoding="utf-8")

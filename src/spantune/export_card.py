@@ -69,6 +69,21 @@ def _parity_lines(parity: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def _keep_margin_lines(keep: dict[str, Any] | None) -> list[str]:
+    """The calibrated keep margin every loader uses by default (docs/keep-margin.md in the spantune repository)."""
+    if keep is None:
+        return ["Keep margin: not calibrated, so 0 (off) by default; `spantune calibrate` on the training run and "
+                "a new export set one."]
+    reached = "to keep" if keep["reached"] else "(no margin up to it reached the target) to keep"
+    return [f"Keep margin: {keep['margin']:g} nats, calibrated on `{keep['data']['path']}` "
+            f"(sha256 `{keep['data']['sha256']}`, {keep['n']} spans) {reached} ≥ {100 * keep['target']:g} % of "
+            f"correct spans: it keeps {100 * keep['noop_kept']:.1f} % of the spans that need no fix unchanged "
+            f"({100 * keep['at_zero']['noop_kept']:.1f} % at 0). An edit is made only when the model prefers it to "
+            "the unchanged span by at least this many nats. `createSpanCorrector` (from config.json's "
+            "`spantune.keep_margin`) and `spantune eval --system onnx:DIR` (from keep_margin.json) use it by default; "
+            "`keepMargin: 0` / `--keep-margin 0` turn it off."]
+
+
 def _run_card_lines(run_card: str | None) -> list[str]:
     """The training run's own card (data, recipe, metrics), its headings moved two levels down."""
     if not run_card:
@@ -117,6 +132,10 @@ def model_card(manifest: dict[str, Any], run_card: str | None = None) -> str:
         "## Parity",
         "",
         *_parity_lines(manifest["parity"]),
+        "",
+        "## Keep margin",
+        "",
+        *_keep_margin_lines(manifest.get("keep_margin")),
         "",
         *_run_card_lines(run_card),
         "## Load it",

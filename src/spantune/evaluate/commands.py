@@ -106,7 +106,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from spantune.evaluate.report import baseline_section, build_report
     from spantune.evaluate.runner import PREDICTIONS, open_run, run_corrector
     from spantune.evaluate.systems import keep_info, load_system
-    from spantune.infer.keep import KeepMargin
+    from spantune.infer.keep import resolve_keep
     from spantune.io import write_json
 
     if not args.system or not args.data:
@@ -120,16 +120,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
         load_gates(args.gates)  # fail on a bad gates file before any model is loaded
     baseline = load_run(args.baseline) if args.baseline else None
     out = Path(args.out) if args.out else default_out(args.system, args.data, args.subset)
-    keep = KeepMargin(args.keep_margin, args.score_keep)
+    keep, keep_from = resolve_keep(args.system, args.keep_margin, args.score_keep)
+    print(f"keep margin: {keep.margin:g} nats ({keep_from})")
+    keep_record = {**keep_info(keep), "keep_margin": keep.margin, "keep_margin_from": keep_from}
     meta = {"system": args.system, "dtype": args.dtype, "max_new_tokens": args.max_new_tokens,
-            "data_sha256": data["sha256"], "subset": args.subset, "limit": args.limit, **keep_info(keep)}
+            "data_sha256": data["sha256"], "subset": args.subset, "limit": args.limit, **keep_record}
     done = open_run(out, meta, args.resume)
     todo = [ex for ex in examples if example_key(ex) not in done]
     system_file = out / "system.json"
     if todo or not system_file.is_file():
         system = load_system(args.system, dtype=args.dtype, device=args.device, max_new_tokens=args.max_new_tokens,
                              keep=keep)
-        write_json(system_file, system.info)
+        write_json(system_file, {**system.info, **keep_record})
         new_rows, interrupted = run_corrector(system.corrector, todo, out, already=len(examples) - len(todo))
         done.update((row.key, row) for row in new_rows)
         if interrupted:
@@ -144,6 +146,62 @@ def cmd_eval(args: argparse.Namespace) -> int:
     report = build_report(rows, system=info, data=data, n_selected=len(examples), baseline=base,
                           n_boot=args.bootstrap, seed=args.seed)
     return _finish(out, report, args.gates)
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """Decode ``--data`` once with keep scoring (``spantune eval`` itself, at margin 0), sweep the margins, and
+    write the calibrated margin (keep_margin.json), the sweep table and its plot into the model's folder."""
+    from spantune.cli import build_parser
+    from spantune.evaluate.margin import (ALL, calibration, check_scored, margin_grid, plot_sweep, smallest_margin,
+                                          sweep, sweep_markdown)
+    from spantune.evaluate.report import fmt
+    from spantune.evaluate.runner import PREDICTIONS, read_predictions
+    from spantune.evaluate.systems import ONNX_PREFIX
+    from spantune.infer.keep import KEEP_MARGIN_FILE, NO_MODEL_SYSTEMS, margin_folder
+    from spantune.io import atomic_dir, atomic_write, sha256_file, write_json
+
+    if not 0 < args.target <= 1:
+        raise SpantuneError(f"--target {args.target}: must be a share in (0, 1], e.g. 0.95")
+    margins = margin_grid(args.max_margin, args.step)
+    if args.model in NO_MODEL_SYSTEMS:
+        raise SpantuneError(f"--model {args.model}: calibrate needs a model with log-probabilities")
+    if args.model.startswith(ONNX_PREFIX) and not args.out:
+        raise SpantuneError(f"--model {args.model}: calibrate the model it was exported from and export again (the "
+                            "export carries the margin to onnxruntime and JS), or pass --out DIR")
+    folder = Path(args.out) if args.out else margin_folder(args.model)
+    if folder is None:
+        raise SpantuneError(f"--model {args.model}: not a model or run folder, so there is no folder to keep its "
+                            "calibration in; pass --out DIR (and later --keep-margin M explicitly)")
+    with atomic_dir(folder / "keep_margin_eval") as run:
+        argv = ["eval", "--system", args.model, "--data", args.data, "--out", str(run), "--score-keep",
+                "--keep-margin", "0", "--bootstrap", "100", "--seed", str(args.seed), "--device", args.device]
+        argv += (["--dtype", args.dtype] if args.dtype else []) + (["--limit", str(args.limit)] if args.limit else [])
+        eval_args = build_parser().parse_args(argv)
+        if eval_args.func(eval_args) != 0:
+            raise SpantuneError("the scored decoding pass (spantune eval) failed")
+        rows = read_predictions(run / PREDICTIONS)
+        check_scored(rows, str(run / PREDICTIONS))
+    result = sweep(rows, margins)
+    record = {**calibration(result[ALL], args.target), "model": args.model,
+              "data": {"path": str(args.data), "sha256": sha256_file(args.data)}, "limit": args.limit,
+              "predictions": str(folder / "keep_margin_eval" / PREDICTIONS)}
+    best = {group: smallest_margin(points, args.target) for group, points in result.items()}
+    with atomic_write(folder / "keep_margin.md") as fh:
+        fh.write(sweep_markdown(result, best, args.target))
+    plot_sweep(result, folder / "keep_margin.png")
+    write_json(folder / KEEP_MARGIN_FILE, record)
+    share = f"{100 * record['noop_kept']:.1f} % of the spans that need no fix unchanged"
+    if record["reached"]:
+        print(f"calibrated keep margin: {record['margin']:g} nats keeps {share} "
+              f"(target {100 * args.target:g} %; {100 * record['at_zero']['noop_kept']:.1f} % at 0)")
+    else:
+        print(f"no margin up to {record['margin']:g} nats keeps {100 * args.target:g} % of the spans that need no "
+              f"fix unchanged; wrote the largest, {record['margin']:g} nats, which keeps {share}", file=sys.stderr)
+    for key in ("edit_precision", "edit_recall"):
+        print(f"{key.replace('_', ' ')}: {fmt(key, record['at_zero'][key])} at 0 -> {fmt(key, record[key])}")
+    print(f"wrote {folder / KEEP_MARGIN_FILE} (sweep: keep_margin.md, keep_margin.png); `spantune fix`, "
+          "`spantune eval` and `spantune export` now use this margin by default")
+    return 0
 
 
 def cmd_trend(args: argparse.Namespace) -> int:
@@ -165,7 +223,9 @@ def cmd_gate(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Any) -> None:
-    """Add ``spantune eval`` (and its ``trend`` and ``gate`` subcommands) to the CLI."""
+    """Add ``spantune eval`` (and its ``trend`` and ``gate`` subcommands) and ``spantune calibrate`` to the CLI."""
+    from spantune.evaluate.margin import DEFAULT_MAX_MARGIN, DEFAULT_STEP
+
     p = subparsers.add_parser(
         "eval", help="evaluate a system on span data: metrics with CIs, breakdowns, report, gates",
         description="Evaluate a system with the production prompt and post-processing. Systems: a transformers "
@@ -182,9 +242,9 @@ def register(subparsers: Any) -> None:
                                    "q4f16/int8 for onnx:DIR")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (transformers systems)")
     p.add_argument("--max-new-tokens", type=int, default=32)
-    p.add_argument("--keep-margin", type=float, default=0.0, metavar="NATS",
-                   help="keep the span unless the model prefers its edit by this many nats (0 = off; "
-                        "docs/keep-margin.md)")
+    p.add_argument("--keep-margin", type=float, default=None, metavar="NATS",
+                   help="keep the span unless the model prefers its edit by this many nats (0 = off; default: "
+                        "the model's calibrated margin from `spantune calibrate`, else 0; docs/keep-margin.md)")
     p.add_argument("--score-keep", action="store_true",
                    help="record keep/answer log-probabilities of every edit (for benchmarks/keep_margin.py)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
@@ -199,3 +259,22 @@ def register(subparsers: Any) -> None:
     gate.add_argument("run", help="eval run folder or its report.json")
     gate.add_argument("--gates", required=True, help="gates YAML")
     gate.set_defaults(func=cmd_gate)
+
+    cal = subparsers.add_parser(
+        "calibrate", help="calibrate the model's keep margin on span data (its default from then on)",
+        description="Decode span data once with keep scoring, sweep keep margins, and write the smallest margin that "
+                    "leaves --target of the spans needing no fix unchanged into the model's folder "
+                    "(keep_margin.json; docs/keep-margin.md).")
+    cal.add_argument("--model", required=True, help="training run folder, model folder (or onnx:DIR/hub id with --out)")
+    cal.add_argument("--data", required=True, help="span JSONL with spans that need no fix (span_out == span_in)")
+    cal.add_argument("--target", type=float, default=0.95,
+                     help="share of no-fix spans to leave unchanged (default %(default)s)")
+    cal.add_argument("--limit", type=int, help="only the first N examples")
+    cal.add_argument("--seed", type=int, default=0, help="bootstrap seed of the decoding pass's report")
+    cal.add_argument("--max-margin", type=float, default=DEFAULT_MAX_MARGIN,
+                     help="largest margin swept, in nats (default %(default)s)")
+    cal.add_argument("--step", type=float, default=DEFAULT_STEP, help="sweep step in nats (default %(default)s)")
+    cal.add_argument("--out", help="folder for keep_margin.json (default: the model's folder)")
+    cal.add_argument("--dtype", help="as `spantune eval --dtype`")
+    cal.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    cal.set_defaults(func=cmd_calibrate)

@@ -5,16 +5,24 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from spantune.errors import InputError
-from spantune.evaluate.metrics import Columns, EvalRow, group_positions, point_metrics
+import numpy as np
+
+from spantune.errors import InputError, SpantuneError
+from spantune.evaluate.metrics import METRICS, Columns, EvalRow, group_positions, point_metrics
+from spantune.evaluate.report import fmt
+from spantune.io import atomic_write
 from spantune.infer.keep import keeps_span
 from spantune.postprocess import postprocess
 
 #: What the sweep reports per margin and source.
 SWEEP_METRICS = ("exact_match", "edit_precision", "edit_recall", "noop_false_edit_rate")
 ALL = "(all)"
+#: The default grid: 0 to 8 nats by 0.25 (the benchmark's and ``spantune calibrate``'s).
+DEFAULT_MAX_MARGIN = 8.0
+DEFAULT_STEP = 0.25
 
 
 def answer_of(row: EvalRow) -> str:
@@ -57,3 +65,67 @@ def smallest_margin(points: Sequence[dict[str, Any]], keep_share: float = 0.95) 
     ok = [p["margin"] for p in points
           if p["noop_false_edit_rate"] is not None and 1 - p["noop_false_edit_rate"] >= keep_share]
     return min(ok, default=None)
+
+
+def margin_grid(max_margin: float = DEFAULT_MAX_MARGIN, step: float = DEFAULT_STEP) -> list[float]:
+    """0 to ``max_margin`` by ``step``, rounded so that grid points print and compare exactly."""
+    if step <= 0 or max_margin < 0:
+        raise SpantuneError("the margin grid needs a step > 0 and a maximum >= 0")
+    return [round(float(m), 6) for m in np.arange(0.0, max_margin + step / 2, step)]
+
+
+def _calibration_metrics(point: dict[str, Any]) -> dict[str, Any]:
+    """One swept point as calibration records it: the share of no-fix spans kept unchanged, and the rest."""
+    return {"noop_kept": 1 - point["noop_false_edit_rate"], "exact_match": point["exact_match"],
+            "edit_precision": point["edit_precision"], "edit_recall": point["edit_recall"]}
+
+
+def calibration(points: Sequence[dict[str, Any]], target: float) -> dict[str, Any]:
+    """The calibrated margin from a sweep's ``(all)`` points (margin 0 first): the smallest that keeps at least
+    ``target`` of the spans needing no fix unchanged, else the largest swept (``reached`` False); its metrics
+    and margin 0's."""
+    if points[0]["noop_false_edit_rate"] is None:
+        raise SpantuneError("the data has no span that needs no fix (span_out == span_in): nothing to calibrate on")
+    found = smallest_margin(points, target)
+    chosen = next(p for p in points if p["margin"] == (points[-1]["margin"] if found is None else found))
+    return {"margin": chosen["margin"], "target": target, "reached": found is not None,
+            **_calibration_metrics(chosen), "at_zero": _calibration_metrics(points[0]), "n": chosen["n"]}
+
+
+def sweep_markdown(result: dict[str, list[dict[str, Any]]], best: dict[str, float | None], keep_share: float) -> str:
+    """One table per source: the :data:`SWEEP_METRICS` at each margin, under the smallest margin that keeps
+    ``keep_share`` of the no-fix spans."""
+    lines = []
+    for group, points in result.items():
+        found = best[group]
+        lines += [f"### {group} (n = {points[0]['n']})", "",
+                  f"Smallest margin leaving ≥ {100 * keep_share:.0f} % of no-fix spans unchanged: "
+                  + ("none in the grid" if found is None else f"{found:g} nats"), "",
+                  "| margin (nats) | " + " | ".join(METRICS[k].label for k in SWEEP_METRICS) + " |",
+                  "|---:|" + "---:|" * len(SWEEP_METRICS)]
+        lines += [f"| {p['margin']:g} | " + " | ".join(fmt(k, p[k]) for k in SWEEP_METRICS) + " |" for p in points]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot_sweep(result: dict[str, list[dict[str, Any]]], path: Path) -> None:
+    """One panel per source: the four metrics (percent) against the margin."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(result), figsize=(4.5 * len(result), 3.8), squeeze=False, sharey=True)
+    for ax, (group, points) in zip(axes[0], result.items()):
+        margins = [p["margin"] for p in points]
+        for key in SWEEP_METRICS:
+            ax.plot(margins, [np.nan if p[key] is None else 100 * p[key] for p in points], label=METRICS[key].label)
+        ax.set_title(f"{group} (n={points[0]['n']})")
+        ax.set_xlabel("keep margin (nats)")
+        ax.set_ylim(-2, 102)
+    axes[0][0].set_ylabel("%")
+    axes[0][0].legend(fontsize="small")
+    fig.tight_layout()
+    with atomic_write(path, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=100)
+    plt.close(fig)

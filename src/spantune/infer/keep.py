@@ -10,12 +10,15 @@ rules and decides with :func:`keeps_span`; only the forward pass differs.
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from spantune.errors import SpantuneError
+from spantune.errors import InputError, SpantuneError
 from spantune.infer.base import Prediction
 from spantune.postprocess import PostResult
 from spantune.schema import SpanExample
@@ -91,3 +94,56 @@ class KeepMargin:
         kept = keeps_span(pred.text, example.span_in, answer_lp, keep_lp, self.margin)
         result = PostResult(example.span_in, verbose=pred.result.verbose) if kept else pred.result
         return dataclasses.replace(pred, result=result, kept=kept, keep_logprob=keep_lp, answer_logprob=answer_lp)
+
+
+#: The calibration ``spantune calibrate`` writes into a model's folder (docs/keep-margin.md).
+KEEP_MARGIN_FILE = "keep_margin.json"
+#: Systems without a model: no folder, no calibration, margin 0.
+NO_MODEL_SYSTEMS = ("identity", "harper")
+
+
+def margin_folder(spec: str) -> Path | None:
+    """Where ``spec``'s calibration lives: a training run's folder (beside its adapter; the adapter folder for
+    a bare adapter), a model or export folder (``onnx:DIR`` too); None for identity/harper, ``embedded`` and
+    hub ids, which have no folder of their own."""
+    from spantune.evaluate.systems import ONNX_PREFIX
+    from spantune.export import run_folder
+    from spantune.models import EMBEDDED, adapter_dir
+
+    if spec in (*NO_MODEL_SYSTEMS, EMBEDDED):
+        return None
+    path = Path(spec[len(ONNX_PREFIX):] if spec.startswith(ONNX_PREFIX) else spec).expanduser()
+    if not path.is_dir():
+        return None
+    adapter = adapter_dir(path)
+    return path if adapter is None else run_folder(adapter) or path
+
+
+def calibration_file(spec: str) -> Path | None:
+    """``spec``'s keep_margin.json, if its folder (:func:`margin_folder`) holds one."""
+    folder = margin_folder(spec)
+    path = folder / KEEP_MARGIN_FILE if folder is not None else None
+    return path if path is not None and path.is_file() else None
+
+
+def read_calibration(path: Path) -> dict[str, Any]:
+    """A keep_margin.json, checked: its ``margin`` must be a finite number of nats >= 0."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SpantuneError(f"{path}: cannot read the keep-margin calibration: {exc}") from None
+    margin = record.get("margin") if isinstance(record, dict) else None
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not (margin >= 0 and math.isfinite(margin)):
+        raise InputError(path, None, "margin", f"{margin!r} is not a finite number of nats >= 0")
+    return record
+
+
+def resolve_keep(spec: str, explicit: float | None, score: bool = False) -> tuple[KeepMargin, str]:
+    """The keep margin a command uses, and where it came from: ``explicit`` (``--keep-margin``, 0 = off) when
+    given, else the model's calibrated margin (its folder's keep_margin.json), else 0."""
+    if explicit is not None:
+        return KeepMargin(explicit, score), "--keep-margin"
+    path = calibration_file(spec)
+    if path is None:
+        return KeepMargin(0.0, score), f"off: no {KEEP_MARGIN_FILE} for {spec}"
+    return KeepMargin(float(read_calibration(path)["margin"]), score), f"calibrated: {path}"
