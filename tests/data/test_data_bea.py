@@ -40,6 +40,7 @@ def essay(text: str = TEXT, edits: list | None = None) -> dict:
             [*_at(text, "very"), "so", "RY"],                # nested in the detection-only edit's range: kept
             [*_at(text, "5pm"), "5 pm", "RP"],
             [*_at(text, "meet in the centre"), "meet in the center", "SA"],  # American spelling: ignored
+            [*_at(text, "I like"), "\nI like", "RP"],                   # a paragraph split: skipped
         ]
     return {"id": "e1", "text": text, "edits": [[0, edits]]}
 
@@ -56,6 +57,7 @@ def test_sentences_edits_and_skipped_kinds(tmp_path):
                                             "It make me very happy and I want go there.",
                                             "We could meet in the centre of town at 5pm.", "I like the colour of it."]
     assert counts["bea_detection_only"] == 1 and counts["bea_american_spelling_kept"] == 1
+    assert counts["bea_correction_has_line_break"] == 1
     # The sentence with an uncorrected (detection-only) error is no clean text; the others are.
     assert [bool(p.corrections) for p in pairs] == [True, False, True, True]
     assert pairs[2].corrections[0].text == "We could meet in the centre of town at 5 pm."

@@ -45,6 +45,8 @@ def test_decontamination_flags_near_copies_only():
     assert contaminated(["I am writing to complain about the show.",
                          "Dear Sir, I am writing to complain about the show. I look forward to hearing soon."],
                         [window], 90.0) == [False, True]
+    assert contaminated(["I look forward to hearing from you.", "Thanks, and I look forward to hearing from you soon."],
+                        ["i look forward to hearing from you"], 90.0) == [True, False]
     assert normalize("  Hello,  World! ") == "hello world"
 
 

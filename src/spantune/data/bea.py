@@ -128,6 +128,8 @@ def _edits_of(record: dict, text: str, path: str | Path, lineno: int,
             unresolved.append(start)
         elif code in IGNORED_CODES:
             counts["bea_american_spelling_kept"] += 1
+        elif "\n" in correction or "\r" in correction:  # a paragraph split: no span can hold it
+            counts["bea_correction_has_line_break"] += 1
         else:
             out.append((start, end, correction, code))  # type: ignore[arg-type]
     return out, unresolved  # type: ignore[return-value]

@@ -64,14 +64,15 @@ def _shingles(words: list[str], n: int) -> set[tuple[str, ...]]:
 
 
 def contaminated(texts: list[str], protected: list[str], threshold: float, min_chars: int = 30,
-                 ngram: int = 3, copy_chars: int = 60) -> list[bool]:
+                 ngram: int = 3, copy_chars: int = 50) -> list[bool]:
     """Which ``texts`` (sentences or windows) contain a near copy of any ``protected`` window.
 
     Long protected windows match by rapidfuzz ``partial_ratio`` ≥ ``threshold`` (a window is a clipped
     piece of a sentence), checked only against texts sharing a word ``ngram`` with it (an inverted
-    index: all-pairs fuzzy matching would take minutes). A copy must be at least ``copy_chars`` long (or
-    the whole window): a short formulaic sentence ("I look forward to hearing from you.") that happens to
-    sit inside an eval window is no leak, and learner essays on the same prompt are full of them.
+    index: all-pairs fuzzy matching would take minutes). A copy must be at least ``copy_chars`` long, and
+    a window shorter than that only matches a text that is a near copy of it as a whole: a formulaic
+    sentence ("I look forward to hearing from you") inside an eval window or a training text is no leak,
+    and learner essays on the same prompt are full of them.
     Windows shorter than ``min_chars`` only match as an exact normalized substring, since a fuzzy match
     of a few words flags half the corpus.
     """
@@ -93,8 +94,9 @@ def contaminated(texts: list[str], protected: list[str], threshold: float, min_c
                     hit[j] = True
             continue
         pool = set().union(*(index.get(g, ()) for g in _shingles(p.split(), ngram)))
-        shortest = min(len(p), copy_chars)
+        # A window shorter than copy_chars is matched whole (ratio), not found inside longer texts.
+        scorer = fuzz.partial_ratio if len(p) >= copy_chars else fuzz.ratio
         for j in pool:
-            if not hit[j] and len(norm_texts[j]) >= shortest and fuzz.partial_ratio(p, norm_texts[j], score_cutoff=threshold):
+            if not hit[j] and len(norm_texts[j]) >= min(len(p), copy_chars) and scorer(p, norm_texts[j], score_cutoff=threshold):
                 hit[j] = True
     return hit
