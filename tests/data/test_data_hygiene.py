@@ -31,22 +31,23 @@ def test_dedup_counts_each_reason():
 
 
 def test_decontamination_flags_near_copies_only():
-    protected = ["the committee has decided to postpone the meeting until", "Answer:"]
+    protected = ["In the end the committee has decided to postpone the meeting until", "Answer:"]
     texts = [
-        "In the end the committee has decided to postpone the meeting until May.",   # contains it
-        "In the end the commitee had decided to postpone the meeting until May.",    # near copy (2 edits)
-        "The committee met on Monday and nobody wanted to postpone anything.",       # shares words only
-        "My notes say answer: nothing.",                                             # short window: exact
-        "The answers were wrong.",
+        "So in the end the committee has decided to postpone the meeting until May.",  # contains it
+        "So in the end the commitee had decided to postpone the meeting until May.",   # near copy (2 edits)
+        "The committee met on Monday and nobody wanted to postpone anything.",         # shares words only
+        "My notes say answer: nothing.",                         # a short window is matched whole only
+        "Answer:",
     ]
-    assert contaminated(texts, protected, 90.0) == [True, True, False, True, False]
+    assert contaminated(texts, protected, 90.0) == [True, True, False, False, True]
     # A short sentence that sits inside a long window is no copy of it (formulaic learner sentences).
     window = "Dear Sir, I am writing to complain about the show. I look forward to hearing from you."
     assert contaminated(["I am writing to complain about the show.",
                          "Dear Sir, I am writing to complain about the show. I look forward to hearing soon."],
                         [window], 90.0) == [False, True]
-    assert contaminated(["I look forward to hearing from you.", "Thanks, and I look forward to hearing from you soon."],
-                        ["i look forward to hearing from you"], 90.0) == [True, False]
+    assert contaminated(["I look forward to hearing from you.", "Thanks, and I look forward to hearing from you soon.",
+                         "So", "So we went home."], ["i look forward to hearing from you", "So"], 90.0) == [
+        True, False, True, False]
     assert normalize("  Hello,  World! ") == "hello world"
 
 

@@ -63,40 +63,36 @@ def _shingles(words: list[str], n: int) -> set[tuple[str, ...]]:
     return {tuple(words[i:i + n]) for i in range(max(len(words) - n + 1, 1))}
 
 
-def contaminated(texts: list[str], protected: list[str], threshold: float, min_chars: int = 30,
-                 ngram: int = 3, copy_chars: int = 50) -> list[bool]:
-    """Which ``texts`` (sentences or windows) contain a near copy of any ``protected`` window.
+def contaminated(texts: list[str], protected: list[str], threshold: float, ngram: int = 3,
+                 copy_chars: int = 60) -> list[bool]:
+    """Which ``texts`` (sentences or windows) hold a near copy of any ``protected`` window.
 
-    Long protected windows match by rapidfuzz ``partial_ratio`` ≥ ``threshold`` (a window is a clipped
-    piece of a sentence), checked only against texts sharing a word ``ngram`` with it (an inverted
-    index: all-pairs fuzzy matching would take minutes). A copy must be at least ``copy_chars`` long, and
-    a window shorter than that only matches a text that is a near copy of it as a whole: a formulaic
-    sentence ("I look forward to hearing from you") inside an eval window or a training text is no leak,
-    and learner essays on the same prompt are full of them.
-    Windows shorter than ``min_chars`` only match as an exact normalized substring, since a fuzzy match
-    of a few words flags half the corpus.
+    A window of at least ``copy_chars`` characters matches a text of at least that length by rapidfuzz
+    ``partial_ratio`` ≥ ``threshold`` (a window is a clipped piece of a paragraph). A shorter window only
+    matches a text that is a near copy of it as a whole (``ratio``): short windows are formulaic ("Yours
+    sincerely", "So", "I look forward to hearing from you", an exam prompt's given first sentence), and
+    finding them inside other texts flags thousands of learner sentences that leak nothing. Candidates
+    come from an inverted index of word ``ngram``s (exact normalized text for windows with fewer words):
+    all-pairs fuzzy matching would take minutes.
     """
     norm_texts = [normalize(t) for t in texts]
     index: dict[tuple[str, ...], list[int]] = defaultdict(list)
+    by_text: dict[str, list[int]] = defaultdict(list)
     for j, t in enumerate(norm_texts):
+        by_text[t].append(j)
         for gram in _shingles(t.split(), ngram):
             index[gram].append(j)
     hit = [False] * len(texts)
     for p in dict.fromkeys(normalize(x) for x in protected):
-        if not p:
+        words = p.split()
+        if len(words) < ngram:
+            for j in by_text.get(p, ()):
+                hit[j] = True
             continue
-        if len(p) < min_chars:
-            pad = f" {p} "
-            grams = _shingles(p.split(), ngram)
-            pool = set().union(*(index.get(g, ()) for g in grams)) if len(p.split()) >= ngram else range(len(texts))
-            for j in pool:
-                if not hit[j] and pad in f" {norm_texts[j]} ":
-                    hit[j] = True
-            continue
-        pool = set().union(*(index.get(g, ()) for g in _shingles(p.split(), ngram)))
-        # A window shorter than copy_chars is matched whole (ratio), not found inside longer texts.
-        scorer = fuzz.partial_ratio if len(p) >= copy_chars else fuzz.ratio
-        for j in pool:
-            if not hit[j] and len(norm_texts[j]) >= min(len(p), copy_chars) and scorer(p, norm_texts[j], score_cutoff=threshold):
+        long = len(p) >= copy_chars
+        scorer = fuzz.partial_ratio if long else fuzz.ratio
+        for j in set().union(*(index.get(g, ()) for g in _shingles(words, ngram))):
+            if not hit[j] and (not long or len(norm_texts[j]) >= copy_chars) and \
+                    scorer(p, norm_texts[j], score_cutoff=threshold):
                 hit[j] = True
     return hit
