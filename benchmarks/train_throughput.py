@@ -12,9 +12,10 @@ examples, from a freshly loaded base model, in one process. Reported:
   ratio of the two is the speed-up at equal work;
 * with ``--quant-aware``, a third phase: spantune's trainer again with ``quant_aware.enabled`` (LoRA through the
   4-bit grid, dropout 0), reported as its cost against the plain spantune phase;
-* with ``--precisions``, the CPU recipe (``configs/train/smollm2-135m_lora_cpu-demo.yaml``: LoRA r16 on every linear layer, batch 8,
-  max length 256) on the same examples at ``fp32`` and at ``bf16`` (frozen weights bf16, LoRA fp32, autocast;
-  skipped, with the reason, where the machine has no native bf16), reported as the bf16 speed-up;
+* with ``--precisions``, the CPU recipe (``configs/train/smollm2-135m_lora_cpu-demo.yaml``: LoRA r16 on every
+  linear layer, batch 8, max length 256) on the same examples at ``fp32`` and at ``bf16`` (frozen weights bf16,
+  LoRA fp32, autocast; skipped, with the reason, where the machine has no native bf16), reported as the bf16
+  speed-up;
 * peak memory above the level before each phase: on CUDA ``torch.cuda.max_memory_allocated``; on CPU
   the resident set size sampled every 5 ms (glibc is told to return freed blocks to the OS at once,
   so the RSS follows what torch holds).
