@@ -306,8 +306,9 @@ def mixed_precision(cfg: TrainConfig) -> Precision:
     """bf16 on GPUs and CPUs that compute it natively, fp32 elsewhere; asking for what the machine lacks fails.
 
     bf16 means frozen base weights stored in bf16, LoRA weights and optimizer state in fp32, the forward under
-    ``torch.autocast`` (the Trainer's bf16 mode): on an AVX512-BF16 CPU a LoRA step of the CPU recipe takes
-    less than half the fp32 time, and less than autocast over fp32 weights (benchmarks/RESULTS.md). Quant-aware
+    ``torch.autocast`` (the Trainer's bf16 mode): on an AVX512-BF16 CPU a LoRA step of the CPU recipe took 1.45x
+    less CPU time than fp32 on shared cores (2.3x in the issue's idle-machine timing), and less than autocast over
+    fp32 weights, with 0.7x the peak memory (benchmarks/RESULTS.md). Quant-aware
     training stays fp32 on CPU: its 4-bit grid is the one the export computes from fp32 weights.
     """
     import torch
