@@ -87,7 +87,7 @@ function showResult(request, msg) {
   ui.noChange.classList.toggle('unusable', state === 'unusable');
   ui.accept.hidden = !changed || request.range === null;
   ui.reject.textContent = changed ? 'Reject' : 'Dismiss';
-  ui.latency.textContent = `${Math.round(msg.latencyMs)} ms · ${msg.newTokens} tokens`;
+  ui.latency.textContent = `${Math.round(msg.latencyMs)} ms · ${msg.newTokens} tokens · ${msg.passes} passes`;
   const flags = Object.entries(msg.result).filter(([k, v]) => k !== 'text' && v === true).map(([k]) => k);
   ui.flags.textContent = flags.length ? `(${flags.join(', ')})` : '';
   ui.raw.textContent = msg.raw;
@@ -95,6 +95,7 @@ function showResult(request, msg) {
   ui.result.dataset.state = state;
   ui.result.dataset.latencyMs = String(msg.latencyMs);
   ui.result.dataset.tokens = String(msg.newTokens);
+  ui.result.dataset.passes = String(msg.passes);
   document.body.dataset.lastId = String(msg.id);
 }
 
@@ -142,6 +143,8 @@ function onWorkerMessage({ data: msg }) {
       ready = true;
       ui.loading.hidden = true;
       ui.suggest.disabled = false;
+      ui.modelName.textContent = `${config.model} (${msg.dtype})`;
+      document.body.dataset.dtype = msg.dtype;
       ui.backend.textContent = `${msg.device === 'wasm' ? `WASM (CPU, ${msg.threads} thread${msg.threads > 1 ? 's' : ''})` : 'WebGPU'}`
         + ` · loaded in ${(msg.loadMs / 1000).toFixed(1)} s`;
       document.body.dataset.threads = String(msg.threads);
@@ -194,8 +197,8 @@ function startWorker(dev) {
   worker?.terminate();
   device = dev;
   files.clear();
-  const dtype = params.get('dtype') ?? (config.dtypes.includes('q4') ? 'q4' : config.dtypes[0]);
-  ui.modelName.textContent = `${config.model} (${dtype})`;
+  const dtype = params.get('dtype') ?? undefined; // undefined: the fastest faithful file for the device (defaultDtype)
+  ui.modelName.textContent = `${config.model} (${dtype ?? 'choosing the file…'})`;
   ui.backend.textContent = `loading on ${device}…`;
   worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
   worker.addEventListener('message', onWorkerMessage);

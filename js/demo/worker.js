@@ -6,6 +6,7 @@ import { createSpanCorrector } from '/lib/corrector.js';
 
 let corrector = null;
 
+/** `dtype` undefined: the corrector picks the device's default file (defaultDtype, from the export's manifest). */
 async function load({ modelRoot, model, dtype, device, wasmPaths, threads }) {
   env.backends.onnx.wasm.wasmPaths = wasmPaths; // ONNX Runtime's wasm from this server, not a CDN
   if (threads) env.backends.onnx.wasm.numThreads = threads; // default: half the cores, at most 4
@@ -16,7 +17,7 @@ async function load({ modelRoot, model, dtype, device, wasmPaths, threads }) {
     device,
     progressCallback: (progress) => postMessage({ type: 'progress', progress }),
   });
-  postMessage({ type: 'ready', device, dtype, loadMs: performance.now() - t0,
+  postMessage({ type: 'ready', device, dtype: corrector.dtype, loadMs: performance.now() - t0,
                 threads: env.backends.onnx.wasm.numThreads });
 }
 
@@ -24,8 +25,8 @@ async function correct({ id, example }) {
   const out = await corrector.correct(example, {
     onText: (text) => postMessage({ type: 'partial', id, text }),
   });
-  const { text, overrun, verbose, fallback, raw, tokens, latencyMs } = out;
-  postMessage({ type: 'result', id, raw, latencyMs, newTokens: tokens.length,
+  const { text, overrun, verbose, fallback, raw, tokens, passes, latencyMs } = out;
+  postMessage({ type: 'result', id, raw, latencyMs, newTokens: tokens.length, passes,
                 result: { text, overrun, verbose, fallback } });
 }
 

@@ -1,29 +1,16 @@
 // Span correction with an exported spantune folder through Transformers.js, offline.
 // Same contract as Python's OnnxCorrector: chat-template prompt from prompt.js encoded by encodePrompt (user
 // text never becomes a special token), greedy decoding
-// (generation_config.json: do_sample false, max_new_tokens, every end id; stop early once settled), and
-// post-processing from postprocess.js.
+// (generation_config.json: max_new_tokens, every end id; stop early once settled), and
+// post-processing from postprocess.js. Decoding is Python's too: the prompt head's KV cache computed once per
+// loaded model, and copy drafts from span_in checked in one pass (same tokens as plain greedy;
+// docs/fast-decoding.md).
 // Runs in Node (onnxruntime-node) and in browsers (the demo's worker loads this very file).
 
-import { AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, Tensor, TextStreamer, env } from '@huggingface/transformers';
+import { AutoModelForCausalLM, AutoTokenizer, Tensor, env } from '@huggingface/transformers';
 
 import { buildMessages } from './prompt.js';
 import { postProcess, settled } from './postprocess.js';
-
-/** Stop once the post-processed answer is settled (Python: TorchCorrector / OnnxCorrector do the same). */
-class SettledCriteria extends StoppingCriteria {
-  constructor(tokenizer, promptLength) {
-    super();
-    this.tokenizer = tokenizer;
-    this.promptLength = promptLength;
-  }
-
-  _call(inputIds) {
-    return inputIds.map((ids) =>
-      settled(this.tokenizer.decode(ids.slice(this.promptLength).map(Number), { skip_special_tokens: true })),
-    );
-  }
-}
 
 /**
  * Point Transformers.js at a local export folder with remote loading off. `modelPath` is a filesystem
@@ -176,39 +163,146 @@ export function calibratedKeepMargin(config, modelPath = 'the model') {
   return margin === undefined ? 0 : checkedMargin(margin, `${modelPath}/config.json spantune.keep_margin`);
 }
 
-/** Model inputs for one sequence of token ids: `input_ids` and an all-ones `attention_mask`, batch 1. */
-function idsInputs(ids) {
+/**
+ * ctx_before of the probe prompts whose common token prefix is the prompt head: first characters of every class
+ * a tokenizer may merge with the text before it (Python: spantune.infer.onnx_backend.HEAD_PROBES).
+ */
+const HEAD_PROBES = ['', 'a', 'A', ' a', '  ', '1', '.', '«', '»', '\\', '\n', '\t', "'", 'é', '日本', '😀', '\u00a0', '\u0301'];
+
+/**
+ * The longest token prefix shared by the probe prompts: chat template head, system prompt and the user turn's
+ * opening up to where user text starts (Python: prompt_head_ids). Every prompt is still checked (coversPrefix).
+ */
+export function promptHeadIds(tokenizer) {
+  const prompts = HEAD_PROBES.map((c) => encodePrompt(tokenizer, { ctx_before: c, span_in: 'x', ctx_after: '' }).prompt);
+  return prompts.reduce((head, ids) => {
+    let n = 0;
+    while (n < head.length && n < ids.length && head[n] === ids[n]) n++;
+    return head.slice(0, n);
+  });
+}
+
+/** True when `head` is a true token prefix of `ids` with tokens after it (BPE can merge user text into the head). */
+export function coversPrefix(head, ids) {
+  return ids.length > head.length && head.every((id, i) => ids[i] === id);
+}
+
+/**
+ * Up to `limit` guessed next tokens copied from `source` (span_in as the reply): its start while nothing is
+ * generated, else what follows the first place where the last n generated tokens occur in it (longest n first).
+ * Guesses only save passes, never change tokens (Python: copy_draft).
+ */
+export function copyDraft(source, generated, limit, maxNgram = 3) {
+  if (limit <= 0) return [];
+  if (generated.length === 0) return source.slice(0, limit);
+  for (let n = Math.min(maxNgram, generated.length); n > 0; n--) {
+    const tail = generated.slice(-n);
+    for (let start = 0; start + n <= source.length; start++) {
+      if (tail.every((id, i) => source[start + i] === id)) return source.slice(start + n, start + n + limit);
+    }
+  }
+  return [];
+}
+
+/** Model inputs for `ids` after `pastLength` cached tokens (batch 1): ids, all-ones mask, positions. */
+function stepInputs(ids, pastLength) {
   const dims = [1, ids.length];
   return {
     input_ids: new Tensor('int64', BigInt64Array.from(ids, BigInt), dims),
-    attention_mask: new Tensor('int64', new BigInt64Array(ids.length).fill(1n), dims),
+    attention_mask: new Tensor('int64', new BigInt64Array(pastLength + ids.length).fill(1n), [1, pastLength + ids.length]),
+    position_ids: new Tensor('int64', BigInt64Array.from(ids, (_, i) => BigInt(pastLength + i)), dims),
   };
+}
+
+/** Argmax of one logits row (the first maximum, as numpy's argmax). */
+function argmax(row) {
+  let best = 0;
+  for (let i = 1; i < row.length; i++) if (row[i] > row[best]) best = i;
+  return best;
+}
+
+/**
+ * Streams decoded text as tokens arrive: emits what extends the text already emitted, holding back while the last
+ * character is an incomplete UTF-8 sequence; `end` emits the rest.
+ */
+function textStream(tokenizer, onText) {
+  let emitted = '';
+  const emit = (tokens, final) => {
+    const text = tokenizer.decode(tokens, { skip_special_tokens: true });
+    if (text.startsWith(emitted) && text.length > emitted.length && (final || !text.endsWith('\ufffd'))) {
+      onText(text.slice(emitted.length));
+      emitted = text;
+    }
+  };
+  return { put: (tokens) => emit(tokens, false), end: (tokens) => emit(tokens, true) };
+}
+
+/** Exported files on WASM/CPU, fastest first (measured: benchmarks/RESULTS.md, "Fast where it runs"). */
+export const WASM_SPEED_ORDER = ['q4', 'q8', 'fp32'];
+
+/**
+ * The file to load on `device` when none is asked for, from the export's manifest.json: WebGPU q4; WASM/CPU the
+ * fastest file (WASM_SPEED_ORDER) whose greedy answers equalled the evaluated PyTorch model's on every parity span
+ * of the export (fp32 always does: the export refuses it otherwise); without parity records, the fastest file.
+ */
+export function defaultDtype(device, manifest) {
+  const exported = manifest?.dtypes ?? WASM_SPEED_ORDER;
+  if (device === 'webgpu' && exported.includes('q4')) return 'q4';
+  const order = WASM_SPEED_ORDER.filter((d) => exported.includes(d));
+  const parity = manifest?.parity?.dtypes;
+  if (!parity) return order[0];
+  return order.find((d) => parity[d] && parity[d].same_as_torch === parity[d].examples) ?? order.at(-1);
+}
+
+/** The export's manifest.json (null if absent): a file in Node, a same-origin URL in a browser. */
+async function readManifest(modelPath) {
+  const path = `${modelPath.replace(/[\\/]+$/, '')}/manifest.json`;
+  try {
+    if (typeof process !== 'undefined' && process.versions?.node) {
+      const { readFile } = await import('node:fs/promises');
+      return JSON.parse(await readFile(path, 'utf8'));
+    }
+    const response = await fetch(path);
+    return response.ok ? await response.json() : null;
+  } catch {
+    return null;
+  }
 }
 
 /**
  * Load an exported folder and return a corrector.
  * @param {{modelPath: string, dtype?: string, device?: string, maxNewTokens?: number, sessionOptions?: object,
- *          progressCallback?: Function, keepMargin?: number, scoreKeep?: boolean}} options
- *   `progressCallback` receives Transformers.js loading progress. `keepMargin` (nats; 0 = off) keeps `span_in`
+ *          progressCallback?: Function, keepMargin?: number, scoreKeep?: boolean, prefixCache?: boolean,
+ *          copyDraft?: boolean}} options
+ *   `dtype` left out is defaultDtype(device, the export's manifest). `progressCallback` receives Transformers.js
+ *   loading progress. `keepMargin` (nats; 0 = off) keeps `span_in`
  *   unless the model prefers its edit by that much; left out, it is the export's calibrated margin
  *   (calibratedKeepMargin), else 0. `scoreKeep` scores edits even at margin 0 (docs/keep-margin.md).
- * @returns {Promise<{correct: Function, tokenizer: any, model: any, stopIds: number[], keepMargin: number}>}
+ *   `prefixCache` and `copyDraft` (both on; same answers) are the speed-ups of docs/fast-decoding.md; copy drafts
+ *   are skipped while the KV cache lives on the GPU (WebGPU), where it cannot be cut back after a wrong guess.
+ * @returns {Promise<{correct: Function, greedy: Function, tokenizer: any, model: any, stopIds: number[],
+ *          keepMargin: number, dtype: string, prefixIds: number[]}>}
+ *   `greedy(promptIds, { draftSource })` resolves to the greedy { tokens, passes } (Python: OnnxDecoder.greedy).
  *   `correct(example, { onText })` takes { ctx_before, span_in, ctx_after } and resolves to
- *   { text, raw, overrun, verbose, fallback, tokens, latencyMs }, plus { kept, keepLogprob, answerLogprob } when
- *   the keep margin scored the answer; `onText` receives decoded text as it streams.
+ *   { text, raw, overrun, verbose, fallback, tokens, passes, latencyMs }, plus { kept, keepLogprob, answerLogprob }
+ *   when the keep margin scored the answer; `passes` counts forward passes of the decode (the prefix's one-off pass
+ *   not included); `onText` receives decoded text as it streams.
  */
 export async function createSpanCorrector({
   modelPath,
-  dtype = 'q4',
+  dtype: askedDtype,
   device = 'cpu',
   maxNewTokens,
   sessionOptions,
   progressCallback,
   keepMargin: explicitMargin,
   scoreKeep = false,
+  prefixCache = true,
+  copyDraft: drafts = true,
 } = {}) {
   if (!modelPath) throw new Error('createSpanCorrector: modelPath (an exported spantune folder) is required');
   if (explicitMargin !== undefined) checkedMargin(explicitMargin, 'createSpanCorrector');
+  const dtype = askedDtype ?? defaultDtype(device, await readManifest(modelPath));
   const id = useLocalFolder(modelPath);
   const progress = progressCallback ? { progress_callback: progressCallback } : {};
   const tokenizer = await AutoTokenizer.from_pretrained(id, progress);
@@ -221,37 +315,110 @@ export async function createSpanCorrector({
   const keepMargin = explicitMargin ?? calibratedKeepMargin(model.config, modelPath);
   const eos = model.generation_config?.eos_token_id ?? tokenizer.eos_token_id;
   const stopIds = (Array.isArray(eos) ? eos : [eos]).filter((i) => i !== null && i !== undefined);
+  const limit = maxNewTokens ?? model.generation_config?.max_new_tokens ?? 20;
+  // a wrong guess needs the KV cache cut back: not possible while it lives in GPU buffers (WebGPU)
+  const drafting = drafts && device !== 'webgpu';
+
+  /**
+   * One forward pass over `ids` after the `pastLength` tokens of `past` (null: none): float32 logits (flat
+   * [ids.length × vocab]), vocab, and the KV cache that now also holds `ids`.
+   */
+  async function run(ids, pastLength, past) {
+    const outputs = await model({ ...stepInputs(ids, pastLength), past_key_values: past });
+    const present = {};
+    for (const [name, tensor] of Object.entries(outputs)) {
+      if (name.startsWith('present')) present[name.replace('present', 'past_key_values')] = tensor;
+    }
+    return { logits: outputs.logits.data, vocab: outputs.logits.dims[2], present };
+  }
+
+  /** Free a KV cache's GPU buffers (WebGPU) unless they are the prefix cache's. */
+  async function release(past) {
+    const kept = new Set(Object.values(prefix?.past ?? {}));
+    await Promise.all(Object.values(past ?? {}).filter((t) => t.location === 'gpu-buffer' && !kept.has(t))
+      .map((t) => t.dispose()));
+  }
+
+  const prefixIds = prefixCache ? promptHeadIds(tokenizer) : [];
+  const head = prefixCache ? await run(prefixIds, 0, null) : null;
+  const prefix = head && { ids: prefixIds, logits: head.logits, past: head.present };
+
+  /**
+   * Greedy tokens after `promptIds` and the forward passes taken (Python: OnnxDecoder.greedy): from the prefix
+   * cache when it covers the prompt; each pass feeds the pending token and up to 8 copy-draft guesses from
+   * `draftSource` (span_in as the reply), takes greedy's tokens until a guess differs from greedy's token (taken
+   * too), then cuts the cache back to the inputs taken. Stops at an end id, once settled, or at the token limit;
+   * `stream` gets the tokens as they come.
+   */
+  async function greedy(promptIds, { draftSource = [], stream } = {}) {
+    const cached = prefix !== null && coversPrefix(prefix.ids, promptIds);
+    let past = cached ? prefix.past : null;
+    let length = cached ? prefix.ids.length : 0;
+    let pending = cached ? promptIds.slice(length) : promptIds;
+    const tokens = [];
+    let passes = 0;
+    try {
+      while (tokens.length < limit) {
+        const draft = drafting ? copyDraft(draftSource, tokens, Math.min(8, limit - tokens.length - 1)) : [];
+        const { logits, vocab, present } = await run([...pending, ...draft], length, past);
+        if (past !== prefix?.past) await release(past);
+        past = present;
+        passes += 1;
+        length += pending.length;
+        for (let i = 0; i <= draft.length; i++) {
+          const row = pending.length - 1 + i;
+          const token = argmax(logits.subarray(row * vocab, (row + 1) * vocab));
+          if (stopIds.includes(token)) return { tokens, passes };
+          tokens.push(token);
+          stream?.put(tokens);
+          if (settled(tokenizer.decode(tokens, { skip_special_tokens: true })) || tokens.length === limit) {
+            return { tokens, passes };
+          }
+          if (token !== draft[i]) break;
+          length += 1;
+        }
+        if (length < Object.values(past)[0].dims.at(-2)) { // wrong guesses: drop their keys and values
+          past = Object.fromEntries(Object.entries(past).map(([name, t]) => [name, t.slice(null, null, [0, length], null)]));
+        }
+        pending = [tokens.at(-1)];
+      }
+      return { tokens, passes };
+    } finally {
+      if (past !== prefix?.past) await release(past);
+    }
+  }
 
   async function correct(example, { onText } = {}) {
     const t0 = performance.now();
-    const promptIds = encodePrompt(tokenizer, example).prompt;
-    const streamer = onText
-      ? new TextStreamer(tokenizer, { skip_prompt: true, skip_special_tokens: true, callback_function: onText })
-      : undefined;
-    const promptLength = promptIds.length;
-    const output = await model.generate({
-      ...idsInputs(promptIds),
-      do_sample: false,
-      ...(maxNewTokens ? { max_new_tokens: maxNewTokens } : {}),
-      stopping_criteria: [new SettledCriteria(tokenizer, promptLength)],
-      streamer,
-    });
-    const generated = Array.from(output.slice(0, [promptLength, null]).data, Number);
-    const end = generated.findIndex((tok) => stopIds.includes(tok));
-    const tokens = end === -1 ? generated : generated.slice(0, end);
+    const encoded = encodePrompt(tokenizer, { ...example, span_out: example.span_in }, { withAnswer: drafting });
+    const promptIds = encoded.prompt;
+    const stream = onText ? textStream(tokenizer, onText) : undefined;
+    const { tokens, passes } = await greedy(promptIds, { draftSource: encoded.reply, stream });
+    stream?.end(tokens);
     const raw = tokenizer.decode(tokens, { skip_special_tokens: true });
-    const answer = { ...postProcess(raw, example.span_in), raw, tokens };
+    const answer = { ...postProcess(raw, example.span_in), raw, tokens, passes };
     const scored = (keepMargin > 0 || scoreKeep) && answer.text !== example.span_in;
     const result = scored ? await withKeepMargin(answer, example, promptIds) : answer;
     return { ...result, latencyMs: performance.now() - t0 };
   }
 
-  /** Logits of one forward pass over `ids` from an empty cache: flat [length × vocab] floats, and vocab. */
+  /**
+   * Logits of `ids` (flat [length × vocab] floats, row i predicts token i + 1) and vocab: one pass from the prefix
+   * cache when it covers `ids` (its logits prepended), else from an empty cache.
+   */
   async function forward(ids) {
-    const { logits } = await model(idsInputs(ids));
-    return { data: logits.data, vocab: logits.dims[2] };
+    if (prefix === null || !coversPrefix(prefix.ids, ids)) {
+      const { logits, vocab, present } = await run(ids, 0, null);
+      await release(present);
+      return { data: logits, vocab };
+    }
+    const { logits, vocab, present } = await run(ids.slice(prefix.ids.length), prefix.ids.length, prefix.past);
+    await release(present);
+    const data = new Float32Array(ids.length * vocab);
+    data.set(prefix.logits);
+    data.set(logits, prefix.logits.length);
+    return { data, vocab };
   }
-
   /** The answer scored against keeping the span, and replaced by span_in when keepsSpan says so. */
   async function withKeepMargin(answer, example, promptIds) {
     const keepReply = keepReplyIds(tokenizer, example);
@@ -266,5 +433,5 @@ export async function createSpanCorrector({
     return { ...answer, ...(kept ? { text: example.span_in } : {}), kept, keepLogprob, answerLogprob };
   }
 
-  return { correct, tokenizer, model, stopIds, keepMargin };
+  return { correct, greedy, tokenizer, model, stopIds, keepMargin, dtype, prefixIds };
 }

@@ -3,12 +3,17 @@ export * from './prompt.js';
 export * from './postprocess.js';
 export {
   calibratedKeepMargin,
+  copyDraft,
+  coversPrefix,
   createSpanCorrector,
+  defaultDtype,
   encodePrompt,
   keepReplyIds,
   keepsSpan,
+  promptHeadIds,
   renderPrompt,
   replyLogprob,
   replyStopIds,
   useLocalFolder,
+  WASM_SPEED_ORDER,
 } from './corrector.js';

@@ -2,9 +2,20 @@
 
 The folder is what ``spantune export`` writes (the layout Transformers.js loads): one merged
 decoder per dtype under ``onnx/`` with inputs ``input_ids``, ``attention_mask``, ``position_ids``
-and ``past_key_values.N.key/value``. Decoding here mirrors Transformers.js: the whole prompt in
-one step, then one token per step with the KV cache, argmax, stop at any end id or once the
-post-processed answer is settled (as :class:`~spantune.infer.torch_backend.TorchCorrector` does).
+and ``past_key_values.N.key/value``. Plain decoding (``greedy`` with no prefix and no
+draft source; the export's parity check) is the whole prompt in one step, then one token per step with the
+KV cache, argmax, stop at any end id or once the post-processed answer is settled (as
+:class:`~spantune.infer.torch_backend.TorchCorrector` does).
+
+:class:`OnnxCorrector` adds two speed-ups that give the same tokens as plain decoding (docs/fast-decoding.md;
+``js/src/corrector.js`` does the same):
+
+* **prefix cache**: the KV cache of the prompt head every span shares (chat template head, system prompt,
+  the user turn's fixed opening) is computed once per loaded model; a prompt whose ids start with the head's
+  ids starts from it, any other prompt decodes from an empty cache;
+* **copy draft**: the answer is usually ``span_in`` or close to it, so the next tokens are guessed from
+  ``span_in``'s reply tokens (prompt-lookup decoding) and checked in one forward pass; greedy's own tokens are
+  kept up to the first wrong guess, plus greedy's token there.
 """
 
 from __future__ import annotations
@@ -12,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,11 +51,62 @@ def onnx_file(model_dir: str | Path, dtype: str) -> Path:
 
 @dataclass
 class Greedy:
-    """Result of one greedy decode: new token ids (stop token excluded) and, if asked, each step's logits."""
+    """Result of one greedy decode: new token ids (stop token excluded), if asked each step's logits, and the
+    forward passes it took (the prefix cache's one-off pass not counted)."""
 
     tokens: list[int]
     logits: list[np.ndarray] = field(default_factory=list)
     stopped: bool = False
+    passes: int = 0
+
+
+#: ``ctx_before`` of the probe prompts whose common token prefix is the prompt head: first characters of every
+#: class a byte-level or SentencePiece tokenizer may merge with the text before it (js/src/corrector.js: same).
+HEAD_PROBES = ("", "a", "A", " a", "  ", "1", ".", "«", "»", "\\", "\n", "\t", "'", "é", "日本", "😀", "\u00a0", "\u0301")
+
+
+def prompt_head_ids(tokenizer: Any) -> list[int]:
+    """The longest token prefix shared by the prompts of :data:`HEAD_PROBES`: the chat template head, system
+    prompt and the user turn's opening up to where user text starts, minus any token that user text can
+    merge with. Every prompt is still checked against it (:meth:`PrefixCache.covers`)."""
+    prompts = [encode_prompt(tokenizer, SpanExample(ctx_before=c, span_in="x", ctx_after="", span_out="x")).prompt
+               for c in HEAD_PROBES]
+    head = prompts[0]
+    for ids in prompts[1:]:
+        n = next((i for i, (a, b) in enumerate(zip(head, ids)) if a != b), min(len(head), len(ids)))
+        head = head[:n]
+    return head
+
+
+@dataclass(frozen=True)
+class PrefixCache:
+    """The KV cache of the prompt head (:func:`prompt_head_ids`), computed once per loaded model."""
+
+    ids: list[int]
+    past: dict[str, np.ndarray]
+    logits: np.ndarray
+
+    def covers(self, ids: Sequence[int]) -> bool:
+        """True when the head's ids are a true token prefix of ``ids`` with tokens after it: BPE can merge user
+        text into the head's last tokens, so a prompt that starts with the head's text may not start with its ids."""
+        n = len(self.ids)
+        return len(ids) > n and list(ids[:n]) == self.ids
+
+
+def copy_draft(source: Sequence[int], generated: Sequence[int], limit: int, max_ngram: int = 3) -> list[int]:
+    """Up to ``limit`` guessed next tokens, copied from ``source`` (``span_in`` as the reply): its start while
+    nothing is generated, else what follows the first place where the last n generated tokens occur in it
+    (longest n first); nothing when they occur nowhere. Guesses only save passes, never change tokens."""
+    if limit <= 0:
+        return []
+    if not generated:
+        return list(source[:limit])
+    for n in range(min(max_ngram, len(generated)), 0, -1):
+        tail = list(generated[-n:])
+        for start in range(len(source) - n + 1):
+            if list(source[start:start + n]) == tail:
+                return list(source[start + n:start + n + limit])
+    return []
 
 
 class OnnxDecoder:
@@ -85,36 +147,66 @@ class OnnxDecoder:
                 "position_ids": np.arange(past_len, past_len + step, dtype=np.int64)[None, :],
                 **past}
 
-    def logits(self, ids: list[int]) -> np.ndarray:
-        """float32 logits of one forward pass over ``ids`` from an empty cache (row i predicts token i + 1)."""
-        feeds = self.step_feeds(np.asarray([ids], dtype=np.int64), 0, self.empty_past())
-        logits = self.session.run(["logits"], feeds)[0]
-        return logits[0].astype(np.float32)
+    def run(self, ids: Sequence[int], past_len: int, past: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """One forward pass over ``ids`` after ``past_len`` cached tokens: float32 logits [len(ids), vocab] and
+        the KV cache that now also holds ``ids``."""
+        outputs = dict(zip(self.output_names,
+                           self.session.run(None, self.step_feeds(np.asarray([ids], dtype=np.int64), past_len, past))))
+        present = {name: outputs[name.replace("past_key_values.", "present.")] for name in self.past_names}
+        return outputs["logits"][0].astype(np.float32), present
+
+    def prefix_cache(self, ids: list[int]) -> PrefixCache:
+        """The KV cache (and logits) of ``ids`` from an empty cache, for :meth:`greedy` and :meth:`logits`."""
+        logits, past = self.run(ids, 0, self.empty_past())
+        return PrefixCache(ids=list(ids), past=past, logits=logits)
+
+    def logits(self, ids: list[int], prefix: PrefixCache | None = None) -> np.ndarray:
+        """float32 logits of ``ids`` (row i predicts token i + 1): one forward pass from ``prefix``'s cache when
+        it covers ``ids``, else from an empty cache."""
+        if prefix is not None and prefix.covers(ids):
+            rest = self.run(ids[len(prefix.ids):], len(prefix.ids), prefix.past)[0]
+            return np.concatenate([prefix.logits, rest])
+        return self.run(ids, 0, self.empty_past())[0]
 
     def greedy(self, prompt_ids: list[int], max_new_tokens: int, stop_ids: Iterable[int],
-               keep_logits: bool = False, until: Callable[[list[int]], bool] | None = None) -> Greedy:
+               keep_logits: bool = False, until: Callable[[list[int]], bool] | None = None,
+               prefix: PrefixCache | None = None, draft_source: Sequence[int] = (), draft_len: int = 8) -> Greedy:
         """Greedy decoding with the KV cache; ``keep_logits`` returns each step's float32 logits;
-        ``until(tokens)`` ends decoding early once it returns True (checked after each new token)."""
+        ``until(tokens)`` ends decoding early once it returns True (checked after each new token).
+
+        ``prefix`` starts from a cached prompt head when it covers ``prompt_ids``. A ``draft_source`` (the
+        reply ids of ``span_in``) feeds up to ``draft_len`` guessed tokens (:func:`copy_draft`) after the
+        pending one in each pass; the logits row after each input token is greedy's step there, so tokens are
+        taken in order until a guess differs from greedy's token, which is taken too: plain greedy's tokens,
+        stop and ``until`` checks, in fewer passes. The cache is cut back to the inputs that were taken."""
         stop = set(stop_ids)
-        ids = np.asarray([prompt_ids], dtype=np.int64)
-        past = self.empty_past()
-        length = 0
+        if prefix is not None and prefix.covers(prompt_ids):
+            past, length, pending = prefix.past, len(prefix.ids), list(prompt_ids[len(prefix.ids):])
+        else:
+            past, length, pending = self.empty_past(), 0, list(prompt_ids)
         result = Greedy(tokens=[])
-        for _ in range(max_new_tokens):
-            outputs = dict(zip(self.output_names, self.session.run(None, self.step_feeds(ids, length, past))))
-            logits = outputs["logits"][0, -1].astype(np.float32)
-            if keep_logits:
-                result.logits.append(logits)
-            token = int(logits.argmax())
-            if token in stop:
-                result.stopped = True
-                break
-            result.tokens.append(token)
-            if until is not None and until(result.tokens):
-                break
-            length += ids.shape[1]
-            ids = np.asarray([[token]], dtype=np.int64)
-            past = {name: outputs[name.replace("past_key_values.", "present.")] for name in self.past_names}
+        while len(result.tokens) < max_new_tokens:
+            room = max_new_tokens - len(result.tokens) - 1
+            draft = copy_draft(draft_source, result.tokens, min(draft_len, room)) if draft_source else []
+            logits, past = self.run(pending + draft, length, past)
+            result.passes += 1
+            length += len(pending)
+            for row, guess in zip(logits[len(pending) - 1:], [*draft, None]):
+                if keep_logits:
+                    result.logits.append(row)
+                token = int(row.argmax())
+                if token in stop:
+                    result.stopped = True
+                    return result
+                result.tokens.append(token)
+                if (until is not None and until(result.tokens)) or len(result.tokens) == max_new_tokens:
+                    return result
+                if token != guess:
+                    break
+                length += 1
+            if length < past[self.past_names[0]].shape[2]:  # wrong guesses: drop their keys and values
+                past = {name: np.ascontiguousarray(kv[:, :, :length]) for name, kv in past.items()}
+            pending = [result.tokens[-1]]
         return result
 
 
@@ -131,10 +223,12 @@ def stop_ids_from_folder(model_dir: Path, tokenizer: Any) -> list[int]:
 
 class OnnxCorrector:
     """The :class:`~spantune.infer.base.Corrector` for an exported folder (``--system onnx:DIR``); ``keep``
-    is the keep margin (off by default), scored with one forward pass per reply from an empty cache."""
+    is the keep margin (off by default), scored with one forward pass per reply. ``prefix_cache`` and
+    ``copy_draft`` (both on: same answers, fewer and shorter passes) are the speed-ups of the module docstring."""
 
     def __init__(self, model_dir: str | Path, dtype: str = "q4", max_new_tokens: int = 32,
-                 threads: int | None = None, name: str | None = None, keep: KeepMargin = KeepMargin()) -> None:
+                 threads: int | None = None, name: str | None = None, keep: KeepMargin = KeepMargin(),
+                 prefix_cache: bool = True, copy_draft: bool = True) -> None:
         from transformers import AutoTokenizer
 
         self.model_dir = Path(model_dir)
@@ -147,10 +241,23 @@ class OnnxCorrector:
         self.stop_ids = stop_ids_from_folder(self.model_dir, self.tokenizer)
         self.name = name or f"onnx:{self.model_dir}:{dtype}"
         self.keep = keep
+        self.prefix = self.decoder.prefix_cache(prompt_head_ids(self.tokenizer)) if prefix_cache else None
+        self.copy_draft = copy_draft
 
     def prompt_ids(self, example: SpanExample) -> list[int]:
         """Token ids of the prompt (:func:`~spantune.prompt.encode_prompt`: user text never becomes a special token)."""
         return encode_prompt(self.tokenizer, example).prompt
+
+    def _encode(self, example: SpanExample) -> tuple[list[int], list[int]]:
+        """Prompt ids, and the draft source: ``span_in`` as the reply (empty without copy drafts)."""
+        if not self.copy_draft:
+            return self.prompt_ids(example), []
+        ids = encode_prompt(self.tokenizer, dataclasses.replace(example, span_out=example.span_in), with_answer=True)
+        return ids.prompt, ids.reply
+
+    def _forward(self, ids: list[int]) -> np.ndarray:
+        # keep-margin scoring: prompt + reply, from the prefix cache when it covers them
+        return self.decoder.logits(ids, self.prefix)
 
     def _settled(self, tokens: list[int]) -> bool:
         # the same early stop as TorchCorrector: nothing later can change the post-processed answer
@@ -159,12 +266,13 @@ class OnnxCorrector:
     def correct_greedy(self, example: SpanExample, keep_logits: bool = False) -> tuple[Prediction, Greedy]:
         """The prediction and the decode behind it (token ids, and each step's logits if asked)."""
         t0 = time.perf_counter()
-        out = self.decoder.greedy(self.prompt_ids(example), self.max_new_tokens, self.stop_ids, keep_logits,
-                                  until=self._settled)
+        prompt_ids, draft_source = self._encode(example)
+        out = self.decoder.greedy(prompt_ids, self.max_new_tokens, self.stop_ids, keep_logits, until=self._settled,
+                                  prefix=self.prefix, draft_source=draft_source)
         raw = self.tokenizer.decode(out.tokens, skip_special_tokens=True)
         pred = Prediction(raw=raw, result=postprocess(raw, example.span_in), latency_s=0.0,
                           new_tokens=len(out.tokens))
-        pred = self.keep.apply(pred, example, out.tokens, self.tokenizer, self.decoder.logits)
+        pred = self.keep.apply(pred, example, out.tokens, self.tokenizer, self._forward)
         return dataclasses.replace(pred, latency_s=time.perf_counter() - t0), out
 
     def correct(self, example: SpanExample) -> Prediction:

@@ -1,0 +1,100 @@
+// Prefix cache and copy-draft decoding in Transformers.js (docs/fast-decoding.md): the same tokens, text and stream
+// as plain greedy decoding on the prompt cases and the golden set, the same prompt head ids as Python, and right
+// or wrong drafts (the tiny random model never copies span_in by itself) giving greedy's tokens in fewer passes.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+import { copyDraft, coversPrefix, createSpanCorrector, defaultDtype, encodePrompt } from '../src/corrector.js';
+
+const ARTIFACTS = fileURLToPath(new URL('./.artifacts/', import.meta.url));
+const MODEL = ARTIFACTS + 'model';
+const GOLDEN = fileURLToPath(new URL('../../fixtures/span_eval.jsonl', import.meta.url));
+const venvPython = fileURLToPath(new URL('../../.venv/bin/python', import.meta.url));
+const PYTHON = process.env.SPANTUNE_PYTHON || (existsSync(venvPython) ? venvPython : 'python3');
+
+if (!existsSync(ARTIFACTS + 'expected.jsonl')) {
+  throw new Error(`${ARTIFACTS}expected.jsonl is missing: run \`npm test\` (its pretest writes it)`);
+}
+const readJsonl = (path) => readFileSync(path, 'utf8').split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l));
+const promptCases = readJsonl(ARTIFACTS + 'expected.jsonl').map((row) => row.example);
+// Golden spans clipped as Python clips them (SpanExample.from_dict(clip) → to_dict), so both sides see one input.
+const CLIP = `
+import json, sys
+from spantune.infer.onnx_backend import prompt_head_ids
+from spantune.schema import read_jsonl
+from transformers import AutoTokenizer
+print(json.dumps(prompt_head_ids(AutoTokenizer.from_pretrained(sys.argv[1]))))
+for ex in read_jsonl(sys.argv[2], clip=True):
+    print(json.dumps({k: getattr(ex, k) for k in ("ctx_before", "span_in", "ctx_after")}))
+`;
+const python = spawnSync(PYTHON, ['-c', CLIP, MODEL, GOLDEN], { encoding: 'utf8' });
+assert.equal(python.status, 0, python.stderr);
+const [pythonHead, ...golden] = python.stdout.trim().split('\n').map((line) => JSON.parse(line));
+const examples = [...promptCases, ...golden];
+
+test('copyDraft: start of the source, then the continuation after the longest matching tail', () => {
+  const source = [10, 11, 12, 13, 11, 14, 2];
+  assert.deepEqual(copyDraft(source, [], 3), [10, 11, 12]);
+  assert.deepEqual(copyDraft(source, [10, 11], 2), [12, 13]);
+  assert.deepEqual(copyDraft(source, [99, 13, 11], 8), [14, 2]);
+  assert.deepEqual(copyDraft(source, [99, 11], 2), [12, 13]);
+  assert.deepEqual(copyDraft(source, [99], 4), []);
+  assert.deepEqual(copyDraft(source, [10], 0), []);
+});
+
+test('defaultDtype: q4 on WebGPU; on WASM the fastest file that matched PyTorch on every parity span', () => {
+  const parity = (q4, q8) => ({ fp32: { same_as_torch: 9, examples: 9 }, q4: { same_as_torch: q4, examples: 9 },
+    q8: { same_as_torch: q8, examples: 9 } });
+  const manifest = (q4, q8) => ({ dtypes: ['fp32', 'q4', 'q8'], parity: { dtypes: parity(q4, q8) } });
+  assert.equal(defaultDtype('webgpu', manifest(1, 1)), 'q4');
+  assert.equal(defaultDtype('wasm', manifest(9, 9)), 'q4');
+  assert.equal(defaultDtype('wasm', manifest(8, 9)), 'q8');
+  assert.equal(defaultDtype('cpu', manifest(8, 8)), 'fp32');
+  assert.equal(defaultDtype('wasm', { dtypes: ['fp32', 'q8'] }), 'q8'); // no parity records: the fastest file
+});
+
+test('the prompt head ids are Python\'s and a token prefix of every prompt', async () => {
+  const corrector = await createSpanCorrector({ modelPath: MODEL, dtype: 'fp32', device: 'cpu' });
+  assert.deepEqual(corrector.prefixIds, pythonHead);
+  for (const ex of examples) assert.ok(coversPrefix(corrector.prefixIds, encodePrompt(corrector.tokenizer, ex).prompt));
+  assert.equal(coversPrefix(corrector.prefixIds, corrector.prefixIds), false);
+});
+
+for (const dtype of ['fp32', 'q4']) {
+  test(`${dtype}: cached and drafted answers equal plain greedy (prompt cases + golden set)`, async () => {
+    const fast = await createSpanCorrector({ modelPath: MODEL, dtype, device: 'cpu' });
+    const plain = await createSpanCorrector({ modelPath: MODEL, dtype, device: 'cpu', prefixCache: false, copyDraft: false });
+    const raws = new Set();
+    for (const [i, ex] of examples.entries()) {
+      let streamed = '';
+      const { latencyMs: _a, passes: fastPasses, ...got } = await fast.correct(ex, { onText: (t) => (streamed += t) });
+      const { latencyMs: _b, passes: plainPasses, ...want } = await plain.correct(ex);
+      assert.deepEqual(got, want, `example ${i + 1}`);
+      assert.equal(streamed, got.raw);
+      assert.ok(fastPasses <= plainPasses);
+      raws.add(want.raw);
+    }
+    assert.ok(raws.size > examples.length / 2, 'degenerate model: answers alike');
+  });
+}
+
+test('right and wrong drafts give greedy\'s tokens in fewer passes', async () => {
+  const fast = await createSpanCorrector({ modelPath: MODEL, dtype: 'fp32', device: 'cpu' });
+  const plain = await createSpanCorrector({ modelPath: MODEL, dtype: 'fp32', device: 'cpu', prefixCache: false, copyDraft: false });
+  let fewer = 0;
+  for (const ex of promptCases) {
+    const ids = encodePrompt(fast.tokenizer, ex).prompt;
+    const want = await plain.greedy(ids);
+    const mid = want.tokens.length >> 1;
+    const wrongMiddle = want.tokens.map((t, i) => (i === mid ? (t + 1) % 50 : t));
+    for (const draftSource of [[...want.tokens, fast.stopIds[0]], wrongMiddle]) {
+      const got = await fast.greedy(ids, { draftSource });
+      assert.deepEqual(got.tokens, want.tokens);
+      fewer += got.passes < want.passes;
+    }
+  }
+  assert.ok(fewer >= promptCases.length, `fewer passes on only ${fewer} decodes`);
+});

@@ -1,0 +1,130 @@
+"""Prefix cache and copy-draft decoding in the onnxruntime backend: the same tokens as plain greedy decoding.
+
+A tiny random model (exported at test time) on fixtures/prompt_cases.jsonl's prompts and the golden set; its
+answers never copy ``span_in``, so the draft check also runs with drafts that are right (greedy's own tokens)
+and wrong in the middle, which exercises taking guesses and cutting the cache back.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spantune.export_fixture import e2e_examples
+from spantune.schema import SpanExample, read_jsonl
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from spantune.export import ExportOptions, export_model
+    from spantune.export_fixture import lively_tiny_model
+
+    work = tmp_path_factory.mktemp("fast")
+    out = work / "export"
+    export_model(ExportOptions(model=str(lively_tiny_model(work / "tiny")), out=out, dtypes=("fp32", "q4"),
+                               verify=False))
+    return out
+
+
+@pytest.fixture(scope="module")
+def examples(golden_path: Path) -> list[SpanExample]:
+    return e2e_examples() + read_jsonl(golden_path, clip=True)
+
+
+def test_prompt_head_is_a_token_prefix_of_every_prompt(export_dir: Path, examples: list[SpanExample]) -> None:
+    from spantune.infer.onnx_backend import OnnxCorrector, prompt_head_ids
+
+    corrector = OnnxCorrector(export_dir, dtype="fp32")
+    head = prompt_head_ids(corrector.tokenizer)
+    text = corrector.tokenizer.decode(head)
+    assert text.endswith("<|im_start|>user\nContext before:") and "Correct ONLY the Span." in text
+    assert all(corrector.prefix.covers(corrector.prompt_ids(ex)) for ex in examples)
+
+
+def test_a_prompt_the_head_does_not_cover_decodes_from_an_empty_cache(export_dir: Path) -> None:
+    """BPE can merge user text into the head's last token; such a prompt must not start from the cache."""
+    from spantune.infer.onnx_backend import OnnxCorrector, PrefixCache
+
+    corrector = OnnxCorrector(export_dir, dtype="fp32", copy_draft=False)
+    ex = e2e_examples()[0]
+    ids = corrector.prompt_ids(ex)
+    wrong = PrefixCache(ids=[*corrector.prefix.ids[:-1], ids[0]], past=corrector.prefix.past,
+                        logits=corrector.prefix.logits)
+    assert not wrong.covers(ids) and not corrector.prefix.covers(corrector.prefix.ids)
+    plain = corrector.decoder.greedy(ids, 32, corrector.stop_ids)
+    assert corrector.decoder.greedy(ids, 32, corrector.stop_ids, prefix=wrong).tokens == plain.tokens
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "q4"])
+def test_cached_and_drafted_answers_equal_plain_greedy(export_dir: Path, examples: list[SpanExample],
+                                                       dtype: str) -> None:
+    from spantune.infer.onnx_backend import OnnxCorrector
+
+    plain = OnnxCorrector(export_dir, dtype=dtype, prefix_cache=False, copy_draft=False)
+    fast = OnnxCorrector(export_dir, dtype=dtype)
+    raws = set()
+    for ex in examples:
+        (want, want_run), (got, got_run) = plain.correct_greedy(ex), fast.correct_greedy(ex)
+        assert (got.raw, got.result, got_run.tokens, got_run.stopped) == \
+            (want.raw, want.result, want_run.tokens, want_run.stopped), ex
+        assert got_run.passes <= want_run.passes
+        raws.add(want.raw)
+    assert len(raws) > len(examples) // 2, "degenerate model: answers alike"
+
+
+def test_right_and_wrong_drafts_give_greedy_tokens_and_logits_in_fewer_passes(export_dir: Path) -> None:
+    from spantune.infer.onnx_backend import OnnxCorrector
+
+    corrector = OnnxCorrector(export_dir, dtype="fp32")
+    decoder, stop = corrector.decoder, corrector.stop_ids
+    fewer = 0
+    for ex in e2e_examples():
+        ids = corrector.prompt_ids(ex)
+        plain = decoder.greedy(ids, 32, stop, keep_logits=True)
+        assert plain.passes == len(plain.logits)
+        mid = len(plain.tokens) // 2
+        wrong_middle = [*plain.tokens[:mid], (plain.tokens[mid] + 1) % 50, *plain.tokens[mid + 1:]] \
+            if plain.tokens else []
+        for source in (plain.tokens + stop[:1], wrong_middle):
+            got = decoder.greedy(ids, 32, stop, keep_logits=True, prefix=corrector.prefix, draft_source=source)
+            assert (got.tokens, got.stopped) == (plain.tokens, plain.stopped)
+            assert len(got.logits) == len(plain.logits)
+            assert max(float(np.abs(a - b).max()) for a, b in zip(got.logits, plain.logits)) < 1e-3
+            fewer += got.passes < plain.passes
+        # the settled early stop and the token limit end a drafted decode where they end a plain one
+        short = decoder.greedy(ids, 5, stop, draft_source=plain.tokens, until=lambda t: len(t) >= 3)
+        assert short.tokens == plain.tokens[:3]
+    assert fewer >= len(e2e_examples())
+
+
+def test_copy_draft_guesses() -> None:
+    from spantune.infer.onnx_backend import copy_draft
+
+    source = [10, 11, 12, 13, 11, 14, 2]
+    assert copy_draft(source, [], 3) == [10, 11, 12]
+    assert copy_draft(source, [10, 11], 2) == [12, 13]
+    assert copy_draft(source, [99, 13, 11], 8) == [14, 2]  # "13 11" beats the first "11"
+    assert copy_draft(source, [99, 11], 2) == [12, 13]  # after a divergence: the continuation of the match
+    assert copy_draft(source, [99], 4) == []
+    assert copy_draft(source, [10], 0) == []
+
+
+def test_keep_margin_scores_from_the_prefix_cache_as_from_an_empty_one(export_dir: Path) -> None:
+    from spantune.infer.keep import KeepMargin
+    from spantune.infer.onnx_backend import OnnxCorrector
+
+    plain = OnnxCorrector(export_dir, dtype="fp32", keep=KeepMargin(score=True), prefix_cache=False, copy_draft=False)
+    fast = OnnxCorrector(export_dir, dtype="fp32", keep=KeepMargin(score=True))
+    huge = OnnxCorrector(export_dir, dtype="fp32", keep=KeepMargin(1e9))
+    scored = 0
+    for ex in e2e_examples():
+        want, got = plain.correct(ex), fast.correct(ex)
+        assert huge.correct(ex).text == ex.span_in
+        assert (got.text, got.kept) == (want.text, want.kept)
+        if want.keep_logprob is not None:
+            assert got.keep_logprob == pytest.approx(want.keep_logprob, abs=1e-4)
+            assert got.answer_logprob == pytest.approx(want.answer_logprob, abs=1e-4)
+            scored += 1
+    assert scored >= 4
