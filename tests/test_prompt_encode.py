@@ -104,12 +104,12 @@ def test_keep_margin_scores_the_same_prompt(tok) -> None:
 
 
 def test_a_template_that_rewrites_contents_is_refused() -> None:
-    """Stand-ins survive ``| trim`` while a reply with spaces does not: the encoder must notice, not guess."""
+    """Stand-ins survive ``| trim`` while a reply with edge spaces does not: the encoder must notice, not guess."""
     from spantune.tiny import build_tiny_tokenizer
 
     tok = build_tiny_tokenizer()
     tok.chat_template = tok.chat_template.replace("message['content']", "(message['content'] | trim)")
-    ex = SpanExample("", "x", "", " y ")
-    assert encode_prompt(tok, ex).prompt  # the prompt's contents have no edge spaces: nothing changed
-    with pytest.raises(SpantuneError, match="changes message contents"):
-        encode_prompt(tok, ex, with_answer=True)
+    ex = SpanExample("", "x", "", "y")
+    for with_answer in (False, True):  # refused up front (a probe reply with edge spaces), whatever the example
+        with pytest.raises(SpantuneError, match="changes message contents"):
+            encode_prompt(tok, ex, with_answer=with_answer)

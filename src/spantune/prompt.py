@@ -23,6 +23,7 @@ Rules (documented in docs/contract.md):
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -182,11 +183,17 @@ def build_messages(example: SpanExample, with_answer: bool = False) -> list[dict
     return messages
 
 
-def _apply_template(tokenizer: Any, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
-    if not getattr(tokenizer, "chat_template", None):
+def _chat_template(tokenizer: Any) -> str:
+    template = getattr(tokenizer, "chat_template", None)
+    if not template:
         name = getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
         raise SpantuneError(f"tokenizer {name!r} has no chat template; use an instruct/chat model "
                             "or set tokenizer.chat_template")
+    return template
+
+
+def _apply_template(tokenizer: Any, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
+    _chat_template(tokenizer)
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
 
 
@@ -222,18 +229,44 @@ def _encode_template(tokenizer: Any, rendered: str, contents: list[str]) -> list
     Splitting only where the tokenizer itself splits (at special tokens) keeps ordinary text's ids equal
     to ``tokenizer(text, add_special_tokens=False)``.
     """
+    pieces = _markers(tokenizer).split(rendered)
+    texts = tokenizer([_fill(p, contents) for p in pieces[::2]], add_special_tokens=False,
+                      split_special_tokens=True)["input_ids"]  # one batched call: most of the cost is per call
+    ids: list[int] = []
+    for i, piece in enumerate(pieces):
+        ids += [tokenizer.convert_tokens_to_ids(piece)] if i % 2 else texts[i // 2]
+    return ids
+
+
+@functools.lru_cache(maxsize=8)
+def _markers(tokenizer: Any) -> re.Pattern[str]:
+    """A pattern that splits rendered text at the tokenizer's special tokens (longest first), kept."""
     specials = (t.content for t in tokenizer.added_tokens_decoder.values() if t.special)
     markers = sorted(specials, key=len, reverse=True)
     if not markers:
         raise SpantuneError("the tokenizer has no special tokens, so its chat template cannot mark turns")
-    pieces = re.split("(" + "|".join(map(re.escape, markers)) + ")", rendered)
-    ids: list[int] = []
-    for i, piece in enumerate(pieces):
-        if i % 2:
-            ids.append(tokenizer.convert_tokens_to_ids(piece))
-        else:
-            ids += tokenizer(_fill(piece, contents), add_special_tokens=False, split_special_tokens=True)["input_ids"]
-    return ids
+    return re.compile("(" + "|".join(map(re.escape, markers)) + ")")
+
+
+@functools.lru_cache(maxsize=8)
+def _frames(tokenizer: Any, template: str) -> tuple[str, str]:
+    """The template rendered with stand-ins: (generation prompt, prompt + reply). They are the same for
+    every example, so a training set of 100k examples renders them once, not 100k times. A probe whose
+    contents have edge spaces and marker text checks that the template copies contents verbatim."""
+    from spantune.schema import SpanExample  # schema imports this module
+
+    probe = SpanExample(" <|im_end|> ", " x ", "\n", " y ")
+    messages = build_messages(probe, with_answer=True)
+    stand_ins = [dict(m, content=_stand_in(i)) for i, m in enumerate(messages)]
+    prompt = _apply_template(tokenizer, stand_ins[:2], add_generation_prompt=True)
+    full = _apply_template(tokenizer, stand_ins, add_generation_prompt=False)
+    if not full.startswith(prompt):
+        raise SpantuneError("the chat template renders the answered conversation with a different prefix than "
+                            "the generation prompt, so the reply cannot be aligned with inference")
+    if _fill(full, [m["content"] for m in messages]) != render(tokenizer, probe, with_answer=True):
+        raise SpantuneError("the chat template changes message contents (trims or rewrites them), so user text "
+                            "cannot be kept apart from its markers")
+    return prompt, full
 
 
 def encode_prompt(tokenizer: Any, example: SpanExample, with_answer: bool = False) -> PromptIds:
@@ -242,16 +275,7 @@ def encode_prompt(tokenizer: Any, example: SpanExample, with_answer: bool = Fals
     markers become special tokens, and then each content is spliced in as plain text. ``with_answer`` adds
     the reply: ``span_out`` and what the template writes after it, encoded apart from the prompt as a
     model generates it after the prompt."""
-    messages = build_messages(example, with_answer=with_answer)
-    contents = [m["content"] for m in messages]
-    stand_ins = [dict(m, content=_stand_in(i)) for i, m in enumerate(messages)]
-    prompt = _apply_template(tokenizer, stand_ins[:2], add_generation_prompt=True)
-    full = _apply_template(tokenizer, stand_ins, add_generation_prompt=False) if with_answer else prompt
-    if not full.startswith(prompt):
-        raise SpantuneError("the chat template renders the answered conversation with a different prefix than "
-                            "the generation prompt, so the reply cannot be aligned with inference")
-    if _fill(full, contents) != render(tokenizer, example, with_answer=with_answer):
-        raise SpantuneError("the chat template changes message contents (trims or rewrites them), so user text "
-                            "cannot be kept apart from its markers")
+    prompt, full = _frames(tokenizer, _chat_template(tokenizer))
+    contents = [m["content"] for m in build_messages(example, with_answer=with_answer)]
     return PromptIds(prompt=_encode_template(tokenizer, prompt, contents),
-                     reply=_encode_template(tokenizer, full[len(prompt):], contents))
+                     reply=_encode_template(tokenizer, full[len(prompt):], contents) if with_answer else [])
