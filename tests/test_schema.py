@@ -70,3 +70,10 @@ def test_check_reports_every_bad_line(tmp_path: Path) -> None:
 def test_missing_file_is_an_input_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="No such file"):
         read_jsonl(tmp_path / "nope.jsonl")
+
+
+def test_a_utf8_bom_at_the_start_is_accepted(tmp_path):
+    path = tmp_path / "bom.jsonl"
+    line = '{"ctx_before": "I ", "span_in": "beleive", "ctx_after": " it.", "span_out": "believe"}\n'
+    path.write_bytes(b"\xef\xbb\xbf" + (line * 2).encode())
+    assert [ex.span_in for ex in read_jsonl(path)] == ["beleive", "beleive"]

@@ -6,6 +6,7 @@ everywhere: ``FILE:LINE: field: message``.
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -158,6 +159,8 @@ def _raw_lines(path: str | Path) -> Iterator[tuple[int, bytes]]:
     with fh:
         for lineno, raw in enumerate(fh, 1):
             raw = raw.rstrip(b"\r\n")
+            if lineno == 1 and raw.startswith(codecs.BOM_UTF8):  # editors on Windows write one
+                raw = raw[len(codecs.BOM_UTF8):]
             if raw.strip():
                 yield lineno, raw
 
