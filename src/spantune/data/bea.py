@@ -10,13 +10,12 @@ counted, never guessed at.
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from spantune.data.sources import Pair, read_lines, to_sentence
+from spantune.data.sources import Pair, json_records, to_sentence
 from spantune.data.tags import heuristic_tag, surface_tag
 from spantune.errors import InputError
 
@@ -185,14 +184,5 @@ def _essay_pairs(record: dict, path: str | Path, lineno: int, name: str, counts:
 
 def read_bea(paths: list[Path], *, name: str, counts: Counter[str]) -> list[Pair]:
     """Every sentence of every essay in ``paths`` (one :class:`Pair` each, with its :class:`InDocument`)."""
-    pairs: list[Pair] = []
-    for path in paths:
-        for lineno, line in enumerate(read_lines(path), 1):
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(path, lineno, "<json>", f"malformed JSON: {exc.msg} (column {exc.colno})") from None
-            if not isinstance(record, dict):
-                raise InputError(path, lineno, "<record>", "expected a JSON object")
-            pairs += _essay_pairs(record, path, lineno, name, counts)
-    return pairs
+    return [pair for path in paths for lineno, record in json_records(path)
+            for pair in _essay_pairs(record, path, lineno, name, counts)]

@@ -11,6 +11,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from spantune.data.align import Edit
@@ -123,9 +124,8 @@ def read_tsv(path: str | Path, *, name: str, tokenized: bool) -> list[Pair]:
     return pairs
 
 
-def read_parallel_jsonl(path: str | Path, *, name: str, tokenized: bool) -> list[Pair]:
-    """``{"source": "...", "target": "..." | ["...", ...]}`` per line."""
-    pairs = []
+def json_records(path: str | Path) -> Iterator[tuple[int, dict]]:
+    """``(line number, object)`` for every line of a JSON-lines file; a line that is not an object raises."""
     for lineno, line in enumerate(read_lines(path), 1):
         try:
             obj = json.loads(line)
@@ -133,6 +133,13 @@ def read_parallel_jsonl(path: str | Path, *, name: str, tokenized: bool) -> list
             raise InputError(path, lineno, "<json>", f"malformed JSON: {exc.msg} (column {exc.colno})") from None
         if not isinstance(obj, dict):
             raise InputError(path, lineno, "<record>", "expected a JSON object")
+        yield lineno, obj
+
+
+def read_parallel_jsonl(path: str | Path, *, name: str, tokenized: bool) -> list[Pair]:
+    """``{"source": "...", "target": "..." | ["...", ...]}`` per line."""
+    pairs = []
+    for lineno, obj in json_records(path):
         source = _check_text(obj.get("source"), path, lineno, "source")
         targets = obj.get("target")
         targets = [targets] if isinstance(targets, str) else targets
