@@ -1,19 +1,19 @@
 """Per-span latency of the browser demo (Transformers.js WASM in Debian's headless Chromium) on an export.
 
     python benchmarks/browser_latency.py --model EXPORT_DIR [--data fixtures/span_eval.jsonl] [--limit 20]
-        [--dtype q4] [--threads N]
+        [--dtypes q4,q8] [--threads 1,2]
 
-Each example becomes a text (ctx_before + span_in + ctx_after) with its span selected in the page; the page's
-worker times ``correct()`` (prompt → greedy tokens → post-processed span) and the driver times click →
-suggestion shown. The Node harness (onnxruntime-node, same corrector.js) answers the same spans in the same
-run, so both latencies and their token-for-token agreement come from one machine state. Prints a Markdown
-table for benchmarks/RESULTS.md and writes the raw numbers as JSON.
+For each dtype and WASM thread count, each example becomes a text (ctx_before + span_in + ctx_after) with its
+span selected in the page; the page's worker times ``correct()`` (prompt → greedy tokens with the prefix cache
+and copy drafts → post-processed span) and the driver times click → suggestion shown. The Node harness
+(onnxruntime-node, same corrector.js, the same file, as many intra-op threads) answers the same spans in the
+same run, so both latencies and their agreement come from one machine state. Prints a Markdown table for
+benchmarks/RESULTS.md (and whether this Chromium offers WebGPU) and writes the raw numbers as JSON.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 from pathlib import Path
@@ -39,6 +39,7 @@ def cases_from(data: Path, limit: int) -> list[dict[str, Any]]:
 
 
 def summarize(result: dict[str, Any]) -> dict[str, Any]:
+    """One (dtype, threads) run: latencies of the page and of Node, passes, agreement."""
     browser, node = result["browser"]["answers"], result["node"]
 
     def stats(ms: list[float]) -> dict[str, float]:
@@ -50,22 +51,29 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
         "browser_click_to_shown": stats([a["wallMs"] for a in browser]),
         "node": stats([a["latencyMs"] for a in node]),
         "mean_new_tokens": statistics.fmean(a["tokens"] for a in node),
+        "passes_per_span": statistics.fmean(a["passes"] for a in node),
         "browser_equals_node": sum(a["raw"] == b["raw"] for a, b in zip(browser, node)) / len(node),
         "browser_load_s": result["browser"]["loadMs"] / 1000,
         "wasm_threads": result["browser"]["threads"],
         "chromium": result["browser"]["userAgent"],
+        "webgpu_adapter": result["browser"]["webgpu"],
     }
 
 
-def markdown(summary: dict[str, Any], model: Path, dtype: str) -> str:
-    rows = [(f"Transformers.js {dtype}, Chromium WASM (worker: correct())", summary["browser_worker"]),
-            (f"Transformers.js {dtype}, Chromium WASM (click → suggestion shown)", summary["browser_click_to_shown"]),
-            (f"Transformers.js {dtype}, Node (onnxruntime-node CPU, same run)", summary["node"])]
-    lines = [f"Model `{model}`; {summary['spans']} spans, mean {summary['mean_new_tokens']:.1f} new tokens; "
-             f"WASM threads {summary['wasm_threads']}; page load {summary['browser_load_s']:.1f} s; "
-             f"browser output = Node output on {summary['browser_equals_node']:.0%} of spans.", "",
-             "| runtime | p50 ms | p95 ms | mean ms |", "|---|---:|---:|---:|"]
-    lines += [f"| {name} | {s['p50_ms']:.0f} | {s['p95_ms']:.0f} | {s['mean_ms']:.0f} |" for name, s in rows]
+def markdown(summaries: dict[tuple[str, int], dict[str, Any]], model: Path) -> str:
+    """One row per (dtype, threads): page worker, page click → shown, Node, in the same run."""
+    first = next(iter(summaries.values()))
+    lines = [f"Model `{model}`; {first['spans']} spans; {first['chromium']}; WebGPU adapter in this Chromium: "
+             f"{'yes' if first['webgpu_adapter'] else 'no'}.", "",
+             "| dtype | threads | page worker p50 / p95 ms | page click → shown p50 ms | Node p50 / p95 ms | "
+             "page p50 / Node p50 | new tokens | passes / span | page = Node | page load s |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for (dtype, threads), s in summaries.items():
+        w, c, n = s["browser_worker"], s["browser_click_to_shown"], s["node"]
+        lines.append(f"| {dtype} | {threads} | {w['p50_ms']:.0f} / {w['p95_ms']:.0f} | {c['p50_ms']:.0f} | "
+                     f"{n['p50_ms']:.0f} / {n['p95_ms']:.0f} | {w['p50_ms'] / n['p50_ms']:.2f} | "
+                     f"{s['mean_new_tokens']:.1f} | {s['passes_per_span']:.1f} | {s['browser_equals_node']:.0%} | "
+                     f"{s['browser_load_s']:.1f} |")
     return "\n".join(lines)
 
 
@@ -79,23 +87,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=ROOT / "fixtures" / "span_eval.jsonl", help="span JSONL")
     parser.add_argument("--limit", type=int, default=20, help="spans to time (default 20)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed spans first (default 1)")
-    parser.add_argument("--dtype", default="q4", help="exported precision to load (default q4)")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
-                        help="WASM threads in the page and onnxruntime-node intra-op threads (default: CPU count)")
+    parser.add_argument("--dtypes", default="q4,q8", help="exported precisions to load, comma-separated (default q4,q8)")
+    parser.add_argument("--threads", default="1,2",
+                        help="WASM threads in the page and onnxruntime-node intra-op threads, comma-separated "
+                             "(default 1,2)")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench" / "browser_latency",
                         help="folder for result.json, summary.json and a screenshot")
     parser.add_argument("--js-dir", type=Path, default=DEFAULT_JS_DIR, help="the spantune js/ folder")
     args = parser.parse_args(argv)
-    try:
-        result = drive_browser(args.model, cases_from(args.data, args.limit), args.out,
-                               screenshot=args.out / "demo.png", warmup=args.warmup, dtype=args.dtype,
-                               threads=args.threads, js_dir=args.js_dir)
-    except SpantuneError as exc:
-        print(f"browser_latency: error: {exc}", file=sys.stderr)
-        return 1
-    summary = summarize(result)
-    write_json(args.out / "summary.json", summary)
-    print(markdown(summary, args.model, args.dtype))
+    model = args.model.resolve()  # the Node side runs from js/: a relative path would point elsewhere
+    summaries: dict[tuple[str, int], dict[str, Any]] = {}
+    for dtype in args.dtypes.split(","):
+        for threads in (int(t) for t in args.threads.split(",")):
+            out = args.out / f"{dtype}-{threads}t"
+            try:
+                result = drive_browser(model, cases_from(args.data, args.limit), out, screenshot=out / "demo.png",
+                                       warmup=args.warmup, dtype=dtype, threads=threads, js_dir=args.js_dir)
+            except SpantuneError as exc:
+                print(f"browser_latency: error: {exc}", file=sys.stderr)
+                return 1
+            summaries[dtype, threads] = summarize(result)
+            write_json(out / "summary.json", summaries[dtype, threads])
+    print(markdown(summaries, model))
     return 0
 
 

@@ -1,5 +1,6 @@
 // Transformers.js side of benchmarks/latency.py: node latency_node.mjs EXPORT DTYPE DATA LIMIT THREADS
-// Prints {"latency_s": [...], "new_tokens": [...], "texts": [...]} for the first LIMIT spans of DATA (span JSONL).
+// Prints {"latency_s": [...], "new_tokens": [...], "texts": [...], "passes": [...]} for the first LIMIT spans of DATA
+// (span JSONL), decoded with the corrector's defaults (prefix cache + copy drafts).
 import { readFileSync } from 'node:fs';
 
 import { createSpanCorrector } from '../js/src/corrector.js';
@@ -18,11 +19,12 @@ const corrector = await createSpanCorrector({
   sessionOptions: { intraOpNumThreads: Number(threads) },
 });
 await corrector.correct(examples[0]); // warm-up, as on the Python side
-const out = { latency_s: [], new_tokens: [], texts: [] };
+const out = { latency_s: [], new_tokens: [], texts: [], passes: [] };
 for (const example of examples) {
   const r = await corrector.correct(example);
   out.latency_s.push(r.latencyMs / 1000);
   out.new_tokens.push(r.tokens.length);
   out.texts.push(r.text);
+  out.passes.push(r.passes);
 }
 process.stdout.write(JSON.stringify(out));

@@ -87,7 +87,7 @@ function showResult(request, msg) {
   ui.noChange.classList.toggle('unusable', state === 'unusable');
   ui.accept.hidden = !changed || request.range === null;
   ui.reject.textContent = changed ? 'Reject' : 'Dismiss';
-  ui.latency.textContent = `${Math.round(msg.latencyMs)} ms · ${msg.newTokens} tokens · ${msg.passes} passes`;
+  ui.latency.textContent = `${Math.round(msg.latencyMs)} ms · ${msg.passes} passes · ${msg.newTokens} tokens`;
   const flags = Object.entries(msg.result).filter(([k, v]) => k !== 'text' && v === true).map(([k]) => k);
   ui.flags.textContent = flags.length ? `(${flags.join(', ')})` : '';
   ui.raw.textContent = msg.raw;
@@ -145,6 +145,7 @@ function onWorkerMessage({ data: msg }) {
       ui.suggest.disabled = false;
       ui.modelName.textContent = `${config.model} (${msg.dtype})`;
       document.body.dataset.dtype = msg.dtype;
+      document.body.dataset.device = msg.device;
       ui.backend.textContent = `${msg.device === 'wasm' ? `WASM (CPU, ${msg.threads} thread${msg.threads > 1 ? 's' : ''})` : 'WebGPU'}`
         + ` · loaded in ${(msg.loadMs / 1000).toFixed(1)} s`;
       document.body.dataset.threads = String(msg.threads);

@@ -237,21 +237,26 @@ function textStream(tokenizer, onText) {
   return { put: (tokens) => emit(tokens, false), end: (tokens) => emit(tokens, true) };
 }
 
-/** Exported files on WASM/CPU, fastest first (measured: benchmarks/RESULTS.md, "Fast where it runs"). */
-export const WASM_SPEED_ORDER = ['q4', 'q8', 'fp32'];
+/**
+ * Exported files per device, fastest first, by time per forward pass (benchmarks/RESULTS.md, "Fast where it runs"):
+ * onnxruntime-node runs 4-bit MatMulNBits fastest, onnxruntime-web's WASM build runs it slowest and fp32 fastest.
+ */
+export const SPEED_ORDER = { cpu: ['q4', 'fp32', 'q8'], wasm: ['fp32', 'q8', 'q4'] };
 
 /**
- * The file to load on `device` when none is asked for, from the export's manifest.json: WebGPU q4; WASM/CPU the
- * fastest file (WASM_SPEED_ORDER) whose greedy answers equalled the evaluated PyTorch model's on every parity span
- * of the export (fp32 always does: the export refuses it otherwise); without parity records, the fastest file.
+ * The file to load on `device` when none is asked for, from the export's manifest.json: WebGPU q4; CPU (Node) and
+ * WASM the fastest file for that device (SPEED_ORDER) whose greedy answers equalled the evaluated PyTorch model's
+ * on every parity span of the export (fp32 always does: the export refuses it otherwise), else the most faithful;
+ * without parity records, the fastest file.
  */
 export function defaultDtype(device, manifest) {
-  const exported = manifest?.dtypes ?? WASM_SPEED_ORDER;
+  const exported = manifest?.dtypes ?? SPEED_ORDER.cpu;
   if (device === 'webgpu' && exported.includes('q4')) return 'q4';
-  const order = WASM_SPEED_ORDER.filter((d) => exported.includes(d));
+  const order = (SPEED_ORDER[device] ?? SPEED_ORDER.wasm).filter((d) => exported.includes(d));
   const parity = manifest?.parity?.dtypes;
   if (!parity) return order[0];
-  return order.find((d) => parity[d] && parity[d].same_as_torch === parity[d].examples) ?? order.at(-1);
+  const agreement = (d) => (parity[d] ? parity[d].same_as_torch / parity[d].examples : 0);
+  return order.find((d) => agreement(d) === 1) ?? order.reduce((best, d) => (agreement(d) > agreement(best) ? d : best));
 }
 
 /** The export's manifest.json (null if absent): a file in Node, a same-origin URL in a browser. */

@@ -12,8 +12,8 @@ export {
   keepsSpan,
   promptHeadIds,
   renderPrompt,
+  SPEED_ORDER,
   replyLogprob,
   replyStopIds,
   useLocalFolder,
-  WASM_SPEED_ORDER,
 } from './corrector.js';

@@ -19,8 +19,10 @@ import { createSpanCorrector } from '../../src/corrector.js';
 import { selectSpan } from '../../src/prompt.js';
 
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
-// Offline, quiet Chromium: no background connections (this machine refuses them), no GPU, fresh profile.
-const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-quic',
+// Offline, quiet Chromium: no background connections (this machine refuses them), fresh profile; no GPU, except
+// with --device webgpu: then WebGPU is switched on (on a machine without a GPU its adapter is SwiftShader, a CPU
+// emulation: right for checking answers, not for timing).
+const QUIET_FLAGS = ['--headless', '--no-sandbox', '--no-first-run', '--disable-quic',
   '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const LOAD_TIMEOUT_MS = 300_000;
 const CASE_TIMEOUT_MS = 120_000;
@@ -32,6 +34,7 @@ const { values: args } = parseArgs({
     dtype: { type: 'string', default: 'q4' }, threads: { type: 'string' }, warmup: { type: 'string', default: '0' },
   },
 });
+const CHROMIUM_FLAGS = [...QUIET_FLAGS, ...(args.device === 'webgpu' ? ['--enable-unsafe-webgpu'] : ['--disable-gpu'])];
 const cases = JSON.parse(readFileSync(args.cases, 'utf8'));
 const warmup = cases.slice(0, Number(args.warmup));
 
@@ -48,8 +51,8 @@ async function nodeAnswers() {
   const answers = [];
   for (const c of cases) {
     const example = selectSpan(c.text, c.start, c.end);
-    const { text, overrun, verbose, fallback, raw, tokens, latencyMs } = await corrector.correct(example);
-    answers.push({ example, raw, result: { text, overrun, verbose, fallback }, tokens: tokens.length, latencyMs });
+    const { text, overrun, verbose, fallback, raw, tokens, passes, latencyMs } = await corrector.correct(example);
+    answers.push({ example, raw, result: { text, overrun, verbose, fallback }, tokens: tokens.length, passes, latencyMs });
   }
   return { answers, loadMs };
 }
@@ -77,6 +80,7 @@ async function askPage(page, c, id) {
       latency: document.getElementById('latency').textContent,
       latencyMs: Number(result.dataset.latencyMs),
       tokens: Number(result.dataset.tokens),
+      passes: Number(result.dataset.passes),
       acceptVisible: !document.getElementById('accept').hidden,
       error: document.body.dataset.error ?? null,
     };
@@ -119,7 +123,10 @@ async function browserAnswers() {
       answers.push(shown);
     }
     const threads = Number(await page.evaluate(() => document.body.dataset.threads));
-    return { answers, requests, errors, loadMs, threads, userAgent: await page.evaluate(() => navigator.userAgent) };
+    const { dtype, device } = await page.evaluate(() => ({ ...document.body.dataset }));
+    // whether this Chromium offers WebGPU at all (an adapter), whatever device the page was asked to use
+    const webgpu = await page.evaluate(async () => Boolean(navigator.gpu && (await navigator.gpu.requestAdapter().catch(() => null))));
+    return { answers, requests, errors, loadMs, threads, dtype, device, webgpu, userAgent: await page.evaluate(() => navigator.userAgent) };
   } finally {
     await context.close();
     rmSync(profile, { recursive: true, force: true });
