@@ -243,16 +243,23 @@ function textStream(tokenizer, onText) {
  */
 export const SPEED_ORDER = { cpu: ['q4', 'fp32', 'q8'], wasm: ['fp32', 'q8', 'q4'] };
 
+/** The largest file a browser loads by default, as a share of fp32's size: a 650 MB download is no answer. */
+export const MAX_BROWSER_SIZE_RATIO = 0.3;
+
 /**
  * The file to load on `device` when none is asked for, from the export's manifest.json: WebGPU q4; CPU (Node) and
  * WASM the fastest file for that device (SPEED_ORDER) whose greedy answers equalled the evaluated PyTorch model's
  * on every parity span of the export (fp32 always does: the export refuses it otherwise), else the most faithful;
- * without parity records, the fastest file.
+ * without parity records, the fastest file. In the browser (WASM) only files of at most MAX_BROWSER_SIZE_RATIO of
+ * fp32's size are candidates (fp32 only when nothing smaller was exported).
  */
 export function defaultDtype(device, manifest) {
   const exported = manifest?.dtypes ?? SPEED_ORDER.cpu;
   if (device === 'webgpu' && exported.includes('q4')) return 'q4';
-  const order = (SPEED_ORDER[device] ?? SPEED_ORDER.wasm).filter((d) => exported.includes(d));
+  const ratio = (d) => manifest?.size_ratio_vs_fp32?.[d] ?? (d === 'fp32' ? 1 : 0);
+  const fits = (d) => device === 'cpu' || ratio(d) <= MAX_BROWSER_SIZE_RATIO;
+  const speed = (SPEED_ORDER[device] ?? SPEED_ORDER.wasm).filter((d) => exported.includes(d));
+  const order = speed.some(fits) ? speed.filter(fits) : speed;
   const parity = manifest?.parity?.dtypes;
   if (!parity) return order[0];
   const agreement = (d) => (parity[d] ? parity[d].same_as_torch / parity[d].examples : 0);

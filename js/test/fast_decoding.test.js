@@ -45,14 +45,17 @@ test('copyDraft: start of the source, then the continuation after the longest ma
   assert.deepEqual(copyDraft(source, [10], 0), []);
 });
 
-test('defaultDtype: q4 on WebGPU; elsewhere the fastest file for the device that matched PyTorch on every parity span', () => {
+test('defaultDtype: q4 on WebGPU; elsewhere the fastest file for the device that matched PyTorch on every parity span, in a page no more than 30 % of fp32', () => {
   const parity = (q4, q8) => ({ fp32: { same_as_torch: 9, examples: 9 }, q4: { same_as_torch: q4, examples: 9 },
     q8: { same_as_torch: q8, examples: 9 } });
   const manifest = (q4, q8, dtypes = ['fp32', 'q4', 'q8']) => ({ dtypes, parity: { dtypes: parity(q4, q8) } });
   assert.equal(defaultDtype('webgpu', manifest(1, 1)), 'q4');
   assert.equal(defaultDtype('cpu', manifest(9, 9)), 'q4');
   assert.equal(defaultDtype('cpu', manifest(8, 9)), 'fp32');
-  assert.equal(defaultDtype('wasm', manifest(9, 9)), 'fp32');
+  assert.equal(defaultDtype('wasm', manifest(9, 9)), 'q8'); // fp32 is faster on WASM but too big for a page
+  const sized = { ...manifest(9, 9), size_ratio_vs_fp32: { fp32: 1, q4: 0.16, q8: 0.4 } };
+  assert.equal(defaultDtype('wasm', sized), 'q4');
+  assert.equal(defaultDtype('wasm', manifest(9, 9, ['fp32'])), 'fp32'); // nothing smaller exported
   assert.equal(defaultDtype('wasm', manifest(9, 9, ['q4', 'q8'])), 'q8');
   assert.equal(defaultDtype('wasm', manifest(9, 8, ['q4', 'q8'])), 'q4');
   assert.equal(defaultDtype('wasm', manifest(2, 1, ['q4', 'q8'])), 'q4'); // none faithful: the most faithful
