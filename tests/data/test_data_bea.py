@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from spantune.cli import main
-from spantune.data.bea import CharEdit, apply_edits, clc_tag, read_bea
-from spantune.data.build import build, document_candidates, edit_clusters
+from spantune.data.bea import CharEdit, apply_edits, clc_tag, document_candidates, edit_clusters, read_bea
+from spantune.data.build import build
 from spantune.data.config import DataConfig, RealSource
 from spantune.errors import InputError, SpantuneError
 from spantune.schema import read_jsonl

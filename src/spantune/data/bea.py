@@ -10,14 +10,22 @@ counted, never guessed at.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from rapidfuzz import fuzz
+
+from spantune.data.candidate import Candidate
 from spantune.data.sources import Pair, json_records, to_sentence
 from spantune.data.tags import heuristic_tag, surface_tag
 from spantune.errors import InputError
+
+if TYPE_CHECKING:
+    from spantune.data.config import DataConfig
 
 #: End of a sentence inside a paragraph: . ! ? (plus closing quotes/brackets) and the spaces after them.
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"'”’)\]]*\s+(?=\S)")
@@ -186,3 +194,52 @@ def read_bea(paths: list[Path], *, name: str, counts: Counter[str]) -> list[Pair
     """Every sentence of every essay in ``paths`` (one :class:`Pair` each, with its :class:`InDocument`)."""
     return [pair for path in paths for lineno, record in json_records(path)
             for pair in _essay_pairs(record, path, lineno, name, counts)]
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def edit_clusters(paragraph: str, edits: list[CharEdit], max_words: int) -> list[list[CharEdit]]:
+    """Edits separated by nothing but spaces become one span when the pair fits ``max_words`` words."""
+    groups: list[list[CharEdit]] = []
+    for e in sorted(edits, key=lambda e: (e.start, e.end)):
+        if groups and not paragraph[groups[-1][-1].end:e.start].strip():
+            groups[-1].append(e)
+        else:
+            groups.append([e])
+    out = []
+    for group in groups:
+        o = paragraph[group[0].start:group[-1].end]
+        c = apply_edits(o, [dataclasses.replace(e, start=e.start - group[0].start, end=e.end - group[0].start)
+                            for e in group])
+        fits = max(_words(o), _words(c)) <= max_words
+        out += [group] if fits or len(group) == 1 else [[e] for e in group]
+    return out
+
+
+def document_candidates(pair: Pair, cfg: DataConfig, removed: Counter[str]) -> list[Candidate]:
+    """A BEA sentence's edits (or clusters of touching edits), each in its paragraph with every other edit applied."""
+    doc = pair.document
+    assert doc is not None
+    mine = doc.sentence_edits()
+    if not mine:
+        return []
+    if pair.corrections and fuzz.ratio(pair.orig.text, pair.corrections[0].text) < cfg.real.min_similarity:
+        removed["real_rewrite_skipped"] += 1
+        return []
+    text_out = apply_edits(doc.paragraph, doc.edits)
+    out = []
+    for k, cluster in enumerate(edit_clusters(doc.paragraph, mine, cfg.spans.max_words)):
+        o = doc.paragraph[cluster[0].start:cluster[-1].end]
+        if len(cluster) == 1 and max(_words(o), _words(cluster[0].correction)) > cfg.spans.max_words:
+            removed["real_edit_too_long"] += 1
+            continue
+        text_in = apply_edits(doc.paragraph, [e for e in doc.edits if e not in cluster])
+        if text_in == text_out:
+            removed["real_edit_invisible"] += 1
+            continue
+        tags = list(dict.fromkeys(e.tag for e in cluster))
+        out.append(Candidate(text_in, text_out, tags, pair.group, pair.source, f"real:{pair.group}:{k}",
+                             {"edit_type": "+".join(e.kind for e in cluster)}, in_document=True))
+    return out

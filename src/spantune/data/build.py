@@ -16,7 +16,7 @@ import dataclasses
 import hashlib
 import random
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,8 @@ from rapidfuzz import fuzz
 from spantune import __version__
 from spantune.data.adversarial import adversarial_example
 from spantune.data.align import Aligner, Edit, Parsed, compose, make_aligner
-from spantune.data.bea import CharEdit, apply_edits, read_bea
+from spantune.data.bea import document_candidates, read_bea
+from spantune.data.candidate import Candidate
 from spantune.data.config import CleanSource, DataConfig, RealSource, measuring_set, repo_root, resolve, validate
 from spantune.data.hygiene import contaminated, dedup, window
 from spantune.data.sources import CleanLine, Pair, read_clean, read_line_aligned, read_m2, read_parallel_jsonl, read_tsv
@@ -39,21 +40,6 @@ from spantune.data.text import Sentence
 from spantune.errors import SpantuneError
 from spantune.io import sha256_file, write_json
 from spantune.schema import SpanExample, read_jsonl, write_jsonl
-
-
-@dataclass
-class Candidate:
-    """A (text with one error, corrected text) pair, before it is cut into a span."""
-
-    text_in: str
-    text_out: str
-    tags: list[str]
-    group: str
-    source: str
-    key: str  # seeds this candidate's RNG
-    extra: dict[str, Any] = field(default_factory=dict)
-    anchor: int | None = None  # no-op candidates: the character the span is cut around
-    in_document: bool = False  # the texts are the learner's paragraph: never joined with other sentences
 
 
 @dataclass
@@ -176,55 +162,6 @@ def real_candidates(pairs: list[Pair], aligner: Aligner, cfg: DataConfig, remove
                     continue
                 out.append(Candidate(text_in, text_out, [edit.tag], pair.group, pair.source, f"real:{pair.group}:{ci}:{k}",
                                      {"edit_type": edit.kind}))
-    return out
-
-
-def _words(text: str) -> int:
-    return len(text.split())
-
-
-def edit_clusters(paragraph: str, edits: list[CharEdit], max_words: int) -> list[list[CharEdit]]:
-    """Edits separated by nothing but spaces become one span when the pair fits ``max_words`` words."""
-    groups: list[list[CharEdit]] = []
-    for e in sorted(edits, key=lambda e: (e.start, e.end)):
-        if groups and not paragraph[groups[-1][-1].end:e.start].strip():
-            groups[-1].append(e)
-        else:
-            groups.append([e])
-    out = []
-    for group in groups:
-        o = paragraph[group[0].start:group[-1].end]
-        c = apply_edits(o, [dataclasses.replace(e, start=e.start - group[0].start, end=e.end - group[0].start)
-                            for e in group])
-        fits = max(_words(o), _words(c)) <= max_words
-        out += [group] if fits or len(group) == 1 else [[e] for e in group]
-    return out
-
-
-def document_candidates(pair: Pair, cfg: DataConfig, removed: Counter[str]) -> list[Candidate]:
-    """A BEA sentence's edits (or clusters of touching edits), each in its paragraph with every other edit applied."""
-    doc = pair.document
-    assert doc is not None
-    mine = doc.sentence_edits()
-    if not mine:
-        return []
-    if pair.corrections and fuzz.ratio(pair.orig.text, pair.corrections[0].text) < cfg.real.min_similarity:
-        removed["real_rewrite_skipped"] += 1
-        return []
-    text_out = apply_edits(doc.paragraph, doc.edits)
-    out = []
-    for k, cluster in enumerate(edit_clusters(doc.paragraph, mine, cfg.spans.max_words)):
-        o = doc.paragraph[cluster[0].start:cluster[-1].end]
-        if len(cluster) == 1 and max(_words(o), _words(cluster[0].correction)) > cfg.spans.max_words:
-            removed["real_edit_too_long"] += 1
-            continue
-        text_in = apply_edits(doc.paragraph, [e for e in doc.edits if e not in cluster])
-        if text_in == text_out:
-            removed["real_edit_invisible"] += 1
-            continue
-        tags = list(dict.fromkeys(e.tag for e in cluster))
-        out.append(Candidate(text_in, text_out, tags, pair.group, pair.source, f"real:{pair.group}:{k}",
-                             {"edit_type": "+".join(e.kind for e in cluster)}, in_document=True))
     return out
 
 
