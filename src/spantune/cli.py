@@ -30,8 +30,8 @@ def _cmd_fix(args: argparse.Namespace) -> int:
     if args.jsonl is not None and args.out is None:
         raise SpantuneError("--jsonl needs --out")
     keep, keep_from = resolve_keep(args.model, args.keep_margin)
-    print(f"keep margin: {keep.margin:g} nats ({keep_from})", file=sys.stderr)
     corrector = TorchCorrector.load(args.model, device=args.device, max_new_tokens=args.max_new_tokens, keep=keep)
+    print(f"keep margin: {keep.margin:g} nats ({keep_from})", file=sys.stderr)  # after loading: errors stay one line
     if args.jsonl is not None:
         from spantune.infer.files import correct_file
 
