@@ -32,3 +32,20 @@ def jfleg_dir() -> Path:
     if not (JFLEG_DEV / "dev.src").is_file():
         pytest.skip(f"real-data folder {JFLEG_DEV} is absent")
     return JFLEG_DEV
+
+
+@pytest.fixture(scope="session")
+def lively_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random model whose greedy answer depends on the span (export_fixture's), exported to fp32 and q4;
+    shared by the browser tests (WASM and WebGPU)."""
+    from spantune.export import ExportOptions, export_model
+    from spantune.export_fixture import lively_tiny_model
+    from spantune.export_onnx import QuantOptions
+
+    work = tmp_path_factory.mktemp("browser")
+    out = work / "export"
+    # accuracy_level 1: MatMulNBits computes in fp32 everywhere. At level 4 native onnxruntime quantizes the
+    # activations to int8 while the browser's wasm build computes in fp32, and greedy tokens drift apart.
+    export_model(ExportOptions(model=str(lively_tiny_model(work / "tiny")), out=out, dtypes=("fp32", "q4"),
+                               verify=False, quant=QuantOptions(accuracy_level=1)))
+    return out

@@ -39,22 +39,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="module")
-def lively_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny random model whose greedy answer depends on the span (export_fixture's), exported to q4."""
-    from spantune.export import ExportOptions, export_model
-    from spantune.export_fixture import lively_tiny_model
-    from spantune.export_onnx import QuantOptions
-
-    work = tmp_path_factory.mktemp("browser")
-    out = work / "export"
-    # accuracy_level 1: MatMulNBits computes in fp32 everywhere. At level 4 native onnxruntime quantizes the
-    # activations to int8 while the browser's wasm build computes in fp32, and greedy tokens drift apart.
-    export_model(ExportOptions(model=str(lively_tiny_model(work / "tiny")), out=out, dtypes=("fp32", "q4"),
-                               verify=False, quant=QuantOptions(accuracy_level=1)))
-    return out
-
-
 def test_browser_suggestion_equals_node_harness(lively_export: Path) -> None:
     from spantune.demo_server import drive_browser
 

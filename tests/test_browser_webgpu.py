@@ -25,27 +25,13 @@ CASES = [
 pytestmark = pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"Chromium is not installed at {CHROMIUM}")
 
 
-@pytest.fixture(scope="module")
-def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from spantune.export import ExportOptions, export_model
-    from spantune.export_fixture import lively_tiny_model
-    from spantune.export_onnx import QuantOptions
-
-    work = tmp_path_factory.mktemp("webgpu")
-    out = work / "export"
-    # accuracy_level 1: native onnxruntime computes MatMulNBits in fp32, as the browser does (see test_browser.py)
-    export_model(ExportOptions(model=str(lively_tiny_model(work / "tiny")), out=out, dtypes=("fp32", "q4"),
-                               verify=False, quant=QuantOptions(accuracy_level=1)))
-    return out
-
-
-def test_webgpu_page_equals_node(export_dir: Path, tmp_path: Path) -> None:
+def test_webgpu_page_equals_node(lively_export: Path, tmp_path: Path) -> None:
     cases, result = tmp_path / "cases.json", tmp_path / "result.json"
     cases.write_text(json.dumps(CASES), encoding="utf-8")
-    server = make_server(export_dir, port=0, quiet=True)
+    server = make_server(lively_export, port=0, quiet=True)
     serve_in_thread(server)
     try:
-        run = subprocess.run(["node", "demo/test/e2e.mjs", "--url", url_of(server), "--model", str(export_dir),
+        run = subprocess.run(["node", "demo/test/e2e.mjs", "--url", url_of(server), "--model", str(lively_export),
                               "--cases", str(cases), "--out", str(result), "--device", "webgpu", "--dtype", "q4"],
                              cwd=DEFAULT_JS_DIR, capture_output=True, text=True, timeout=1200, check=False)
     finally:
