@@ -2,27 +2,15 @@
 // Artifacts come from `python -m spantune.export_fixture test/.artifacts` (npm's pretest step).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 
+import { MODEL, expectedRows } from '../scripts/test-artifacts.mjs';
 import { createSpanCorrector, encodePrompt, renderPrompt } from '../src/corrector.js';
 
-const ARTIFACTS = fileURLToPath(new URL('./.artifacts/', import.meta.url));
-const readJsonl = (name) =>
-  readFileSync(ARTIFACTS + name, 'utf8')
-    .split('\n')
-    .filter((line) => line.trim())
-    .map((line) => JSON.parse(line));
-
-if (!existsSync(ARTIFACTS + 'expected.jsonl')) {
-  throw new Error(`${ARTIFACTS}expected.jsonl is missing: run \`npm test\` (its pretest writes it) or ` +
-    '`python -m spantune.export_fixture js/test/.artifacts`');
-}
-const rows = readJsonl('expected.jsonl');
+const rows = expectedRows();
 
 for (const dtype of ['q4', 'q8', 'fp32']) {
   test(`Transformers.js ${dtype} decodes like Python onnxruntime ${dtype}`, async (t) => {
-    const corrector = await createSpanCorrector({ modelPath: ARTIFACTS + 'model', dtype, device: 'cpu' });
+    const corrector = await createSpanCorrector({ modelPath: MODEL, dtype, device: 'cpu' });
     for (const [n, row] of rows.entries()) {
       await t.test(`example ${n + 1}`, async () => {
         assert.equal(renderPrompt(corrector.tokenizer, row.example), row.prompt);

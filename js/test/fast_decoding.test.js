@@ -4,22 +4,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
+import { MODEL, expectedRows } from '../scripts/test-artifacts.mjs';
 import { copyDraft, coversPrefix, createSpanCorrector, defaultDtype, encodePrompt } from '../src/corrector.js';
 
-const ARTIFACTS = fileURLToPath(new URL('./.artifacts/', import.meta.url));
-const MODEL = ARTIFACTS + 'model';
 const GOLDEN = fileURLToPath(new URL('../../fixtures/span_eval.jsonl', import.meta.url));
 const venvPython = fileURLToPath(new URL('../../.venv/bin/python', import.meta.url));
 const PYTHON = process.env.SPANTUNE_PYTHON || (existsSync(venvPython) ? venvPython : 'python3');
 
-if (!existsSync(ARTIFACTS + 'expected.jsonl')) {
-  throw new Error(`${ARTIFACTS}expected.jsonl is missing: run \`npm test\` (its pretest writes it)`);
-}
-const readJsonl = (path) => readFileSync(path, 'utf8').split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l));
-const promptCases = readJsonl(ARTIFACTS + 'expected.jsonl').map((row) => row.example);
+const promptCases = expectedRows().map((row) => row.example);
 // Golden spans clipped as Python clips them (SpanExample.from_dict(clip) → to_dict), so both sides see one input.
 const CLIP = `
 import json, sys

@@ -3,23 +3,16 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
+import { MODEL, expectedRows } from '../scripts/test-artifacts.mjs';
 import { createSpanCorrector, keepReplyIds, keepsSpan, replyLogprob } from '../src/corrector.js';
 
-const ARTIFACTS = fileURLToPath(new URL('./.artifacts/', import.meta.url));
-const MODEL = ARTIFACTS + 'model';
 const venvPython = fileURLToPath(new URL('../../.venv/bin/python', import.meta.url));
 const PYTHON = process.env.SPANTUNE_PYTHON || (existsSync(venvPython) ? venvPython : 'python3');
 
-if (!existsSync(ARTIFACTS + 'expected.jsonl')) {
-  throw new Error(`${ARTIFACTS}expected.jsonl is missing: run \`npm test\` (its pretest writes it)`);
-}
-const examples = readFileSync(ARTIFACTS + 'expected.jsonl', 'utf8')
-  .split('\n')
-  .filter((line) => line.trim())
-  .map((line) => JSON.parse(line).example);
+const examples = expectedRows().map((row) => row.example);
 
 // Python onnxruntime fp32 with the margin scoring every edit: keep reply ids and both log-probabilities.
 const PY = `

@@ -2,23 +2,14 @@
 // into config.json as spantune.keep_margin; left out, keepMargin is that number (0 without it); given, it wins.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 
+import { MODEL, expectedRows } from '../scripts/test-artifacts.mjs';
 import { createSpanCorrector } from '../src/corrector.js';
 
-const ARTIFACTS = fileURLToPath(new URL('./.artifacts/', import.meta.url));
-const MODEL = ARTIFACTS + 'model';
-
-if (!existsSync(ARTIFACTS + 'expected.jsonl')) {
-  throw new Error(`${ARTIFACTS}expected.jsonl is missing: run \`npm test\` (its pretest writes it)`);
-}
-const examples = readFileSync(ARTIFACTS + 'expected.jsonl', 'utf8')
-  .split('\n')
-  .filter((line) => line.trim())
-  .map((line) => JSON.parse(line).example);
+const examples = expectedRows().map((row) => row.example);
 
 /** The tiny export copied to a temp folder, its config.json given `spantune` as `spantune export` writes it. */
 function calibratedCopy(spantune) {
