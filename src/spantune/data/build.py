@@ -13,7 +13,6 @@ Order of work (every random choice comes from a string-seeded RNG, so a rerun is
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import random
 from collections import Counter
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from spantune.data.config import CleanSource, DataConfig, RealSource, measuring_
 from spantune.data.hygiene import contaminated, dedup, window
 from spantune.data.sources import CleanLine, Pair, read_clean, read_line_aligned, read_m2, read_parallel_jsonl, read_tsv
 from spantune.data.spans import Cut, make_example, sample_length
-from spantune.data.split import group_of, stratified_split
+from spantune.data.split import group_of, seeded_order, stratified_split
 from spantune.data.stats import compute_stats
 from spantune.data.synth import OPERATORS, Context, apply, codespell_misspellings
 from spantune.data.spelling_variants import other_spelling
@@ -281,25 +280,20 @@ def _cut_all(cands: list[Candidate], cfg: DataConfig, removed: Counter[str], rea
     return out
 
 
-def _order(seed: int, *parts: object) -> str:
-    """A seeded, input-order-free sort key: caps and samples don't depend on file order."""
-    return hashlib.sha256(":".join(str(p) for p in (seed, *parts)).encode()).hexdigest()
-
-
 def cap_sources(examples: list[SpanExample], cfg: DataConfig, removed: Counter[str]) -> list[SpanExample]:
     """At most ``cap`` training examples per real source (a seeded choice), input order kept."""
     caps = {s.name: s.cap for s in cfg.real_sources if s.cap is not None}
     keep: set[int] = set(range(len(examples)))
     for name, cap in caps.items():
         mine = [i for i, ex in enumerate(examples) if ex.source == name]
-        mine.sort(key=lambda i: _order(cfg.seed, "cap", examples[i].extra.get("group"), window(examples[i], False)))
+        mine.sort(key=lambda i: seeded_order(cfg.seed, "cap", examples[i].extra.get("group"), window(examples[i], False)))
         keep -= set(mine[cap:])
         removed[f"capped:{name}"] = max(len(mine) - cap, 0)
     return [ex for i, ex in enumerate(examples) if i in keep]
 
 
 def _in_synth_eval(cfg: DataConfig, group: str) -> bool:
-    h = int(hashlib.sha256(f"{cfg.seed}:synthetic-eval:{group}".encode()).hexdigest()[:8], 16)
+    h = int(seeded_order(cfg.seed, "synthetic-eval", group)[:8], 16)
     return h < cfg.synthetic.eval_fraction * 0x100000000
 
 
@@ -330,8 +324,8 @@ def build(cfg: DataConfig, base: Path) -> BuildResult:
         """Distinct clean sentences, at most ``synthetic.pool_size`` of them (a seeded choice), parsed."""
         unique = list({s.text: (group, s) for group, s in sentences}.values())
         if len(unique) > cfg.synthetic.pool_size:
-            unique.sort(key=lambda gs: _order(cfg.seed, prefix, gs[1].text))
-            unique = sorted(unique[:cfg.synthetic.pool_size], key=lambda gs: _order(cfg.seed, "pool", gs[1].text))
+            unique.sort(key=lambda gs: seeded_order(cfg.seed, prefix, gs[1].text))
+            unique = sorted(unique[:cfg.synthetic.pool_size], key=lambda gs: seeded_order(cfg.seed, "pool", gs[1].text))
         aligner.prepare([s for _, s in unique])
         return [PoolSentence(group, aligner.parse(s)) for group, s in unique]
 

@@ -34,8 +34,9 @@ def group_of(ex: SpanExample) -> str:
     return group if isinstance(group, str) and group else f"window:{ex.ctx_before}{ex.span_in}{ex.ctx_after}"
 
 
-def _order(seed: int, name: str) -> str:
-    return hashlib.sha256(f"{seed}:{name}".encode()).hexdigest()
+def seeded_order(seed: int, *parts: object) -> str:
+    """A seeded, input-order-free sort key: splits, caps and samples don't depend on file order."""
+    return hashlib.sha256(":".join(str(p) for p in (seed, *parts)).encode()).hexdigest()
 
 
 def stratified_split(examples: list[SpanExample], eval_fraction: float, seed: int) -> tuple[list[SpanExample], list[SpanExample]]:
@@ -60,7 +61,7 @@ def stratified_split(examples: list[SpanExample], eval_fraction: float, seed: in
         # Carry rounding over from the strata before, so many one-example strata still add up to the fraction.
         target = round(eval_fraction * (len(done) + len(members))) - sum(in_eval[i] for i in done)
         done += members
-        for g in sorted({group_of(examples[i]) for i in members}, key=lambda g: _order(seed, g)):
+        for g in sorted({group_of(examples[i]) for i in members}, key=lambda g: seeded_order(seed, g)):
             if have >= target:
                 break
             if in_eval[by_group[g][0]]:
