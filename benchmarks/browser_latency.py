@@ -78,7 +78,7 @@ def markdown(summaries: dict[tuple[str, int], dict[str, Any]], model: Path) -> s
 
 
 def main(argv: list[str] | None = None) -> int:
-    from spantune.demo_server import DEFAULT_JS_DIR, drive_browser
+    from spantune.demo.server import DEFAULT_JS_DIR, drive_browser
     from spantune.errors import SpantuneError
     from spantune.io import write_json
 

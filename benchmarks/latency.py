@@ -58,8 +58,7 @@ def reference_passes(tokenizer: Any, examples: list[Any], draft_len: int = 8) ->
     save on a model that answers like the references (an untuned model mostly does not)."""
     import dataclasses
 
-    from spantune.infer.onnx_backend import copy_draft
-    from spantune.infer.torch_backend import stop_token_ids
+    from spantune.infer.decode import copy_draft, stop_token_ids
     from spantune.prompt import encode_prompt
 
     stops = set(stop_token_ids(tokenizer))

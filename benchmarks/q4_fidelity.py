@@ -68,7 +68,7 @@ def algorithm_q4(source: Path, target: Path, algorithm: str, options: dict[str, 
     from onnxruntime.quantization.matmul_nbits_quantizer import (GPTQWeightOnlyQuantConfig,
                                                                  KQuantWeightOnlyQuantConfig, MatMulNBitsQuantizer)
 
-    from spantune.export_onnx import quiet_quantizer, save_model
+    from spantune.export.onnx import quiet_quantizer, save_model
 
     if algorithm == "GPTQ":
         if args.calib_data is None:
@@ -93,7 +93,7 @@ def algorithm_q4(source: Path, target: Path, algorithm: str, options: dict[str, 
 def variant_folder(export: Path, tmp: Path, name: str, base_options: dict[str, Any], args: argparse.Namespace,
                    fp32: Any) -> Path:
     """An export folder whose onnx/model_q4.onnx is quantized with ``VARIANTS[name]`` changed."""
-    from spantune.export_onnx import QuantOptions, quantize_weights
+    from spantune.export.onnx import QuantOptions, quantize_weights
 
     if VARIANTS[name] is None:
         return export
@@ -130,8 +130,8 @@ def main() -> int:
 
     import json
 
-    from spantune.export import onnx_sizes
-    from spantune.export_parity import logit_gap
+    from spantune.export.folder import onnx_sizes
+    from spantune.export.parity import logit_gap
     from spantune.infer.onnx_backend import OnnxCorrector
     from spantune.schema import read_jsonl
 

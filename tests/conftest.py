@@ -14,7 +14,7 @@ JFLEG_DEV = ROOT.parent / "shared" / "data" / "jfleg-dev"
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Random 2-layer Qwen2ForCausalLM (hidden 64) with a ChatML tokenizer, saved to a temp folder."""
-    from spantune.tiny import build_tiny_model
+    from support.tiny import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-qwen2") / "model")
 
@@ -38,9 +38,8 @@ def jfleg_dir() -> Path:
 def lively_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random model whose greedy answer depends on the span (export_fixture's), exported to fp32 and q4;
     shared by the browser tests (WASM and WebGPU)."""
-    from spantune.export import ExportOptions, export_model
-    from spantune.export_fixture import lively_tiny_model
-    from spantune.export_onnx import QuantOptions
+    from spantune.export import ExportOptions, QuantOptions, export_model
+    from support.export_fixture import lively_tiny_model
 
     work = tmp_path_factory.mktemp("browser")
     out = work / "export"

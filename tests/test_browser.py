@@ -40,7 +40,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def test_browser_suggestion_equals_node_harness(lively_export: Path) -> None:
-    from spantune.demo_server import drive_browser
+    from spantune.demo.server import drive_browser
 
     result = drive_browser(lively_export, CASES, ARTIFACTS, screenshot=ARTIFACTS / "demo.png")
     browser, node = result["browser"], result["node"]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from spantune.cli import main
-from spantune.demo_server import DEFAULT_JS_DIR, REQUIRED_MODEL_FILES, make_server, serve_in_thread, url_of
+from spantune.demo.server import DEFAULT_JS_DIR, REQUIRED_MODEL_FILES, make_server, serve_in_thread, url_of
 from spantune.errors import SpantuneError
 
 needs_node_modules = pytest.mark.skipif(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from spantune.demo_server import DEFAULT_JS_DIR, make_server, serve_in_thread, url_of
+from spantune.demo.server import DEFAULT_JS_DIR, make_server, serve_in_thread, url_of
 
 CHROMIUM = Path("/usr/bin/chromium")
 CASES = [

@@ -37,12 +37,21 @@ def test_data_check_skip_bad_writes_good_lines_intact(tmp_path: Path) -> None:
     assert src.read_bytes() == before  # input never modified
 
 
-def test_fix_missing_model_fails_fast_in_one_line() -> None:
-    t0 = time.monotonic()
+def test_fix_missing_model_fails_in_one_line() -> None:
     proc = subprocess.run([sys.executable, "-m", "spantune", "fix", "--model", "/nonexistent", "--span", "teh"],
-                          capture_output=True, text=True, timeout=60)
-    assert proc.returncode != 0 and time.monotonic() - t0 < 30
+                          capture_output=True, text=True, timeout=60)  # a hang fails here, not a slow machine
+    assert proc.returncode != 0
     assert proc.stderr.strip().count("\n") == 0 and "not found" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_fix_jsonl_validates_input_before_loading_the_model(tmp_path: Path, capsys) -> None:
+    """A bad line is reported (file, line, field) even though the model does not exist: nothing is loaded
+    for input that would fail later, and nothing is written."""
+    out = tmp_path / "out.jsonl"
+    assert main(["fix", "--model", "/nonexistent", "--jsonl", str(_bad_file(tmp_path)), "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "bad.jsonl:2" in err and "not found" not in err
+    assert not out.exists()
 
 
 def test_fix_on_tiny_model(tiny_model_dir: Path, tmp_path: Path, capsys) -> None:

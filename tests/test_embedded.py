@@ -46,7 +46,7 @@ def test_marker_decides_reuse(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
     folder = tmp_path / "m"
     folder.mkdir()
     assert not embedded.is_ready(folder)  # no marker: an interrupted or foreign folder
-    monkeypatch.setattr(embedded, "_installed_version", lambda: "0.1.2")
+    monkeypatch.setattr(embedded, "installed_version", lambda: "0.1.2")
     marker = {"format_version": embedded.FORMAT_VERSION, "source_version": "0.1.2"}
     (folder / embedded.MARKER).write_text(json.dumps(marker))
     assert embedded.is_ready(folder)
@@ -54,7 +54,7 @@ def test_marker_decides_reuse(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
     assert not embedded.is_ready(folder)
     (folder / embedded.MARKER).write_text(json.dumps({**marker, "source_version": "0.0.9"}))
     assert not embedded.is_ready(folder)
-    monkeypatch.setattr(embedded, "_installed_version", lambda: None)  # wheel removed: the cache still serves
+    monkeypatch.setattr(embedded, "installed_version", lambda: None)  # wheel removed: the cache still serves
     assert embedded.is_ready(folder)
 
 

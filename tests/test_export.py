@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 
 from spantune.errors import SpantuneError
-from spantune.export import ExportOptions, check_rope_config, export_model, parse_dtypes, push_to_hub
-from spantune.export_fixture import EXTRA_EXAMPLES, e2e_examples, lively_tiny_model
+from spantune.export import ExportOptions, export_model, parse_dtypes
+from spantune.export.folder import check_rope_config, push_to_hub
 from spantune.infer.base import Corrector
 from spantune.io import sha256_file
 from spantune.schema import write_jsonl
+from support.export_fixture import EXTRA_EXAMPLES, e2e_examples, lively_tiny_model
 
 LAYOUT = ["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors",
           "onnx/model.onnx", "onnx/model_q4.onnx", "onnx/model_quantized.onnx", "README.md", "manifest.json"]
@@ -104,7 +105,7 @@ def test_quantized_weights_and_decoding(exported: Path, dtype: str, bits: int) -
 def test_eight_bit_nodes_option(exported: Path, tmp_path: Path) -> None:
     import onnx
 
-    from spantune.export_onnx import QuantOptions, quantize_weights
+    from spantune.export.onnx import QuantOptions, quantize_weights
 
     out = quantize_weights(exported / "onnx" / "model.onnx", tmp_path / "mixed.onnx", QuantOptions(eight_bit="lm_head"))
     bits = {n.name: a.i for n in onnx.load(str(out)).graph.node if n.op_type == "MatMulNBits"
@@ -116,9 +117,9 @@ def test_eight_bit_nodes_option(exported: Path, tmp_path: Path) -> None:
 
 def test_parity_catches_a_lost_rope_theta(tiny_model_dir: Path, examples_file: Path, tmp_path: Path) -> None:
     """A config that loses rope_theta on the way to the exporter: tokens may agree, logits must not pass."""
-    from spantune.export import generation_config, save_merged
-    from spantune.export_onnx import export_decoder
-    from spantune.export_parity import ATOL, RTOL, check_parity, enforce_fp32
+    from spantune.export.folder import generation_config, save_merged
+    from spantune.export.onnx import export_decoder
+    from spantune.export.parity import ATOL, RTOL, check_parity, enforce_fp32
     from spantune.models import load_model_and_tokenizer
     from spantune.schema import read_jsonl
 
@@ -215,12 +216,12 @@ def test_card_carries_data_licences(lively_dir: Path, examples_file: Path, tmp_p
 
 def test_interrupted_export_leaves_no_folder(tiny_model_dir: Path, tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    import spantune.export_onnx
+    import spantune.export.onnx
 
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(spantune.export_onnx, "quantize_weights", interrupted)
+    monkeypatch.setattr(spantune.export.onnx, "quantize_weights", interrupted)
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
         export_model(ExportOptions(model=str(tiny_model_dir), out=out, verify=False))
@@ -263,7 +264,7 @@ def test_external_data_is_declared_for_transformersjs(exported: Path, tmp_path: 
     """Decoders over 2 GiB keep weights in model.onnx_data; config.json must tell Transformers.js so."""
     import onnx
 
-    from spantune.export import set_transformersjs_config
+    from spantune.export.folder import set_transformersjs_config
     from spantune.infer.onnx_backend import OnnxCorrector
 
     folder = tmp_path / "big"

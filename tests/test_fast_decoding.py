@@ -12,14 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spantune.export_fixture import e2e_examples
 from spantune.schema import SpanExample, read_jsonl
+from support.export_fixture import e2e_examples
 
 
 @pytest.fixture(scope="module")
 def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from spantune.export import ExportOptions, export_model
-    from spantune.export_fixture import lively_tiny_model
+    from support.export_fixture import lively_tiny_model
 
     work = tmp_path_factory.mktemp("fast")
     out = work / "export"
@@ -100,7 +100,7 @@ def test_right_and_wrong_drafts_give_greedy_tokens_and_logits_in_fewer_passes(ex
 
 
 def test_copy_draft_guesses() -> None:
-    from spantune.infer.onnx_backend import copy_draft
+    from spantune.infer.decode import copy_draft
 
     source = [10, 11, 12, 13, 11, 14, 2]
     assert copy_draft(source, [], 3) == [10, 11, 12]

@@ -13,10 +13,10 @@ from spantune.cli import main
 from spantune.errors import SpantuneError
 from spantune.evaluate.margin import calibration, margin_grid
 from spantune.evaluate.runner import read_predictions
-from spantune.export_fixture import e2e_examples, lively_tiny_model
 from spantune.infer.keep import KEEP_MARGIN_FILE, keeps_span, margin_folder, resolve_keep
 from spantune.postprocess import postprocess
 from spantune.schema import write_jsonl
+from support.export_fixture import e2e_examples, lively_tiny_model
 
 TARGET = 0.85
 #: The random tiny model prefers its edits by 35 to 155 nats, far beyond a trained model's few nats.

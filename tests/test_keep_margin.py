@@ -11,10 +11,10 @@ import pytest
 
 from spantune.errors import SpantuneError
 from spantune.export import ExportOptions, export_model
-from spantune.export_fixture import e2e_examples, lively_tiny_model
 from spantune.infer.keep import KeepMargin, keeps_span, reply_logprob, scored_sequences
 from spantune.prompt import render
 from spantune.schema import write_jsonl
+from support.export_fixture import e2e_examples, lively_tiny_model
 
 
 def test_reply_logprob_hand_computed():

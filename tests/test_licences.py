@@ -11,11 +11,11 @@ import pytest
 
 from spantune.config import to_dict
 from spantune.errors import SpantuneError
-from spantune.export import source_info
-from spantune.export_card import model_card as export_card
+from spantune.export.card import model_card as export_card
+from spantune.export.folder import source_info
 from spantune.runinfo import NO_MANIFEST, data_sources, public_base_model, write_run_info
 from spantune.train import TrainConfig
-from spantune.train_report import model_card as run_card
+from spantune.train import model_card as run_card
 
 JFLEG = {"name": "jfleg-dev", "kind": "real", "license": "CC BY-NC-SA 4.0", "commercial": False, "files": []}
 OPEN = {"name": "wiki-clean", "kind": "clean", "license": "CC0", "commercial": True, "files": []}

@@ -9,16 +9,11 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from spantune.demo.cache import StepCache, fingerprint
+from spantune.demo.config import DemoConfig
+from spantune.demo.report import side_by_side
+from spantune.demo.steps import Contender, Demo
 from spantune.errors import SpantuneError
-from spantune.pipeline import (
-    Contender,
-    Demo,
-    DemoConfig,
-    StepCache,
-    fingerprint,
-    invoke,
-    side_by_side,
-)
 
 
 def _cache(tmp_path: Path, force: bool = False) -> StepCache:
@@ -81,22 +76,9 @@ def test_interrupted_step_resumes_only_with_the_same_key(tmp_path: Path) -> None
     assert other.calls == [False, False]
 
 
-def test_a_failed_stage_command_is_one_error(tmp_path: Path) -> None:
-    def register(sub):
-        p = sub.add_parser("thing")
-        p.add_argument("--code", type=int, default=0)
-        p.set_defaults(func=lambda args: args.code)
-
-    invoke(register, ["thing"])
-    with pytest.raises(SpantuneError, match=r"spantune thing --code 1. failed \(exit 1\)"):
-        invoke(register, ["thing", "--code", "1"])
-    with pytest.raises(KeyboardInterrupt):
-        invoke(register, ["thing", "--code", "130"])
-
-
 def test_bad_demo_config_names_the_key(tmp_path: Path) -> None:
-    from spantune.cli import main  # noqa: F401  (the lead's CLI must list spantune.pipeline)
-    from spantune.pipeline import cmd_demo
+    from spantune.cli import main  # noqa: F401  (the lead's CLI must list spantune.demo.commands)
+    from spantune.demo.commands import cmd_demo
 
     cfg = tmp_path / "demo.yaml"
     cfg.write_text("eval:\n  limt: 5\n")
@@ -110,7 +92,7 @@ def test_bad_demo_config_names_the_key(tmp_path: Path) -> None:
 
 def test_identity_eval_is_real_and_cached(tmp_path: Path, golden_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    """The eval step runs `spantune eval` in-process; the identity row's EM is the golden set's no-op share."""
+    """The eval step runs `run_eval` in-process; the identity row's EM is the golden set's no-op share."""
     from spantune.schema import read_jsonl
 
     cfg = DemoConfig(run_dir=str(tmp_path / "run"))
@@ -126,9 +108,7 @@ def test_identity_eval_is_real_and_cached(tmp_path: Path, golden_path: Path,
     assert result["metrics"]["exact_match"] == pytest.approx(noop)
     assert Path(result["report"]).is_file()
 
-    import spantune.evaluate.commands as commands
-
-    monkeypatch.setattr(commands, "cmd_eval", lambda args: pytest.fail("cached step ran again"))
+    monkeypatch.setattr("spantune.evaluate.run_eval", lambda *a, **k: pytest.fail("cached step ran again"))
     again = Demo(cfg, force=False, console=Console(file=io.StringIO()))
     again.evaluate(6, Contender("identity", "identity"), sets)
     assert again.evals[("identity", "golden")] == result
@@ -142,7 +122,8 @@ def test_demo_end_to_end_on_the_tiny_model(tmp_path: Path, tiny_model_dir: Path,
     """Every step on a tiny random model and a small data build; the second run is served from the cache."""
     import shutil
 
-    from spantune import pipeline
+    from spantune.demo.steps import run_demo
+    from spantune.infer.node_backend import DEFAULT_JS_DIR
 
     cfg = DemoConfig(model=str(tiny_model_dir), run_dir=str(tmp_path / "run"))
     cfg.data.out = str(tmp_path / "run" / "data")
@@ -153,9 +134,9 @@ def test_demo_end_to_end_on_the_tiny_model(tmp_path: Path, tiny_model_dir: Path,
     cfg.eval.limit = 4
     cfg.export.verify_limit = 2
     cfg.node.limit = 3
-    cfg.node.enabled = shutil.which("node") is not None and (pipeline.JS_DIR / "node_modules").is_dir()
+    cfg.node.enabled = shutil.which("node") is not None and (DEFAULT_JS_DIR / "node_modules").is_dir()
 
-    report = pipeline.run_demo(cfg)
+    report = run_demo(cfg)
     text = report.read_text()
     rows = ["untuned", "tuned", "identity", "Harper", "tuned q4 (onnxruntime)"]
     rows += ["tuned q4 (Transformers.js)"] if cfg.node.enabled else []
@@ -169,14 +150,13 @@ def test_demo_end_to_end_on_the_tiny_model(tmp_path: Path, tiny_model_dir: Path,
     def refuse(*args, **kwargs):
         pytest.fail("a cached step ran again")
 
-    for name in ("run_node_harness", "invoke"):
-        monkeypatch.setattr(pipeline, name, refuse)
+    monkeypatch.setattr("spantune.evaluate.run_eval", refuse)
     monkeypatch.setattr("spantune.train.run_training", refuse)
     monkeypatch.setattr("spantune.export.export_model", refuse)
     monkeypatch.setattr("spantune.data.build.run_build", refuse)
     def results(report: str) -> str:  # the tables and facts; the timing lines differ by design
         return report[report.index("## golden"):report.index("## Steps")]
 
-    again = pipeline.run_demo(cfg).read_text()
+    again = run_demo(cfg).read_text()
     assert results(again) == results(text)
     assert "- time: 0 s in this run" in again

@@ -30,7 +30,7 @@ INJECTIONS = [
 @pytest.fixture(scope="module")
 def tok():
     """The tiny model's ChatML tokenizer, with ``</s>`` added as one more special token."""
-    from spantune.tiny import build_tiny_tokenizer
+    from support.tiny import build_tiny_tokenizer
 
     tokenizer = build_tiny_tokenizer()
     tokenizer.add_special_tokens({"additional_special_tokens": ["</s>"]}, replace_additional_special_tokens=False)
@@ -82,7 +82,7 @@ def test_user_text_never_becomes_a_special_token(tok, ex: SpanExample) -> None:
 
 def test_training_reply_ends_only_at_the_templates_end_of_turn(tok) -> None:
     """An answer holding ``<|im_end|>`` as text is trained whole, then the real end-of-turn token."""
-    from spantune.train_data import IGNORE_INDEX, encode_example
+    from spantune.train import IGNORE_INDEX, encode_example
 
     eot = tok.convert_tokens_to_ids("<|im_end|>")
     ex = INJECTIONS[1]
@@ -105,7 +105,7 @@ def test_keep_margin_scores_the_same_prompt(tok) -> None:
 
 def test_a_template_that_rewrites_contents_is_refused() -> None:
     """Stand-ins survive ``| trim`` while a reply with edge spaces does not: the encoder must notice, not guess."""
-    from spantune.tiny import build_tiny_tokenizer
+    from support.tiny import build_tiny_tokenizer
 
     tok = build_tiny_tokenizer()
     tok.chat_template = tok.chat_template.replace("message['content']", "(message['content'] | trim)")

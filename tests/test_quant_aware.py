@@ -12,8 +12,8 @@ from train_helpers import write_config
 
 from spantune.cli import main
 from spantune.errors import SpantuneError
-from spantune.export_onnx import QuantOptions, quantize_weights
-from spantune.quant_aware import MARKER, Grid, fake_quant, snap_model, straight_through
+from spantune.export.onnx import QuantOptions, quantize_weights
+from spantune.train.quant_aware import MARKER, Grid, fake_quant, snap_model, straight_through
 
 
 def _gather_matmul(path: Path, embedding: np.ndarray, weight: np.ndarray) -> Path:
@@ -100,7 +100,7 @@ def test_attached_lora_model_computes_the_snapped_merge(tiny_model_dir: Path) ->
 def test_quant_aware_run_exports_a_q4_that_answers_like_it(tmp_path: Path, tiny_model_dir: Path) -> None:
     """Train with quant_aware on → the adapter says so → loading snaps the merge → q4 = fp32 = PyTorch."""
     from spantune.export import ExportOptions, export_model
-    from spantune.export_fixture import e2e_examples
+    from support.export_fixture import e2e_examples
     from spantune.models import load_model_and_tokenizer
     from spantune.schema import write_jsonl
 
@@ -160,7 +160,7 @@ def test_no_grad_forward_reuses_the_rounded_weight_until_a_parameter_changes(tin
 def test_grid_switches_on_at_the_start_step() -> None:
     from types import SimpleNamespace
 
-    from spantune.train_callbacks import QuantAwareStart
+    from spantune.train.callbacks import QuantAwareStart
 
     class Switch:
         on = False

@@ -37,7 +37,7 @@ def _prepare(tmp_path: Path, model_dir: Path, **sections):
 def test_encode_masks_prompt_and_trains_reply_and_end_of_turn(tiny_model_dir: Path) -> None:
     from spantune.models import load_tokenizer
     from spantune.prompt import render
-    from spantune.train_data import IGNORE_INDEX, choose_pad_token, encode_example
+    from spantune.train import IGNORE_INDEX, choose_pad_token, encode_example
 
     tok = load_tokenizer(str(tiny_model_dir))
     choose_pad_token(tok)
@@ -96,7 +96,7 @@ def test_reply_only_logits_give_the_full_logits_loss(tmp_path: Path, tiny_model_
 
 def test_pad_token_never_ends_the_turn(tiny_model_dir: Path) -> None:
     from spantune.models import load_tokenizer
-    from spantune.train_data import choose_pad_token
+    from spantune.train import choose_pad_token
 
     tok = load_tokenizer(str(tiny_model_dir))
     tok.pad_token = tok.eos_token  # the design document's `tok.pad_token = tok.eos_token`
@@ -292,7 +292,7 @@ BAD_CONFIGS = {
 @pytest.mark.parametrize("case", list(BAD_CONFIGS))
 def test_bad_config_is_one_line_error_before_model_load(case: str, tmp_path: Path, tiny_model_dir: Path,
                                                         monkeypatch, capsys) -> None:
-    import spantune.train as train
+    from spantune.train import trainer
 
     if "without CUDA" in case and torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
@@ -302,7 +302,7 @@ def test_bad_config_is_one_line_error_before_model_load(case: str, tmp_path: Pat
     def no_model(*args, **kwargs):
         raise AssertionError("a model was loaded before the config was validated")
 
-    monkeypatch.setattr(train, "load_base_model", no_model)
+    monkeypatch.setattr(trainer, "load_base_model", no_model)
     edit, extra, message = BAD_CONFIGS[case]
     cfg = _bad_yaml(tmp_path, tiny_model_dir, edit)
     assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "run"), *extra]) == 1

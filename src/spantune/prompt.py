@@ -27,12 +27,10 @@ import functools
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from types import SimpleNamespace
+from typing import Any, Protocol
 
 from spantune.errors import SpantuneError
-
-if TYPE_CHECKING:
-    from spantune.schema import SpanExample
 
 SYSTEM_PROMPT = "Correct ONLY the Span. Return just the corrected Span."
 MAX_CONTEXT = 60
@@ -172,7 +170,17 @@ def parse_user_message(text: str) -> tuple[str, str, str]:
     return before, span, after
 
 
-def build_messages(example: SpanExample, with_answer: bool = False) -> list[dict[str, str]]:
+class SpanFields(Protocol):
+    """What a prompt is built from: a :class:`spantune.schema.SpanExample` or anything with its four texts
+    (the schema imports this module, so the contract names the fields rather than the class)."""
+
+    ctx_before: str
+    span_in: str
+    ctx_after: str
+    span_out: str
+
+
+def build_messages(example: SpanFields, with_answer: bool = False) -> list[dict[str, str]]:
     """System + user turns (and the assistant's target span when ``with_answer``)."""
     messages = [
         {"role": "system", "content": SYSTEM_PROMPT},
@@ -197,7 +205,7 @@ def _apply_template(tokenizer: Any, messages: list[dict[str, str]], add_generati
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
 
 
-def render(tokenizer: Any, example: SpanExample, add_generation_prompt: bool = True,
+def render(tokenizer: Any, example: SpanFields, add_generation_prompt: bool = True,
            with_answer: bool = False) -> str:
     """The exact model input string, through the tokenizer's own chat template."""
     return _apply_template(tokenizer, build_messages(example, with_answer=with_answer),
@@ -253,9 +261,7 @@ def _frames(tokenizer: Any, template: str) -> tuple[str, str]:
     """The template rendered with stand-ins: (generation prompt, prompt + reply). They are the same for
     every example, so a training set of 100k examples renders them once, not 100k times. A probe whose
     contents have edge spaces and marker text checks that the template copies contents verbatim."""
-    from spantune.schema import SpanExample  # schema imports this module
-
-    probe = SpanExample(" <|im_end|> ", " x ", "\n", " y ")
+    probe = SimpleNamespace(ctx_before=" <|im_end|> ", span_in=" x ", ctx_after="\n", span_out=" y ")
     messages = build_messages(probe, with_answer=True)
     stand_ins = [dict(m, content=_stand_in(i)) for i, m in enumerate(messages)]
     prompt = _apply_template(tokenizer, stand_ins[:2], add_generation_prompt=True)
@@ -269,7 +275,7 @@ def _frames(tokenizer: Any, template: str) -> tuple[str, str]:
     return prompt, full
 
 
-def encode_prompt(tokenizer: Any, example: SpanExample, with_answer: bool = False) -> PromptIds:
+def encode_prompt(tokenizer: Any, example: SpanFields, with_answer: bool = False) -> PromptIds:
     """The one prompt encoder (inference, training, keep margin, export parity; js/src/corrector.js's
     ``encodePrompt``): the template is rendered with stand-ins for the message contents, so only its own
     markers become special tokens, and then each content is spliced in as plain text. ``with_answer`` adds

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import platform
 import re
@@ -17,20 +16,7 @@ from spantune.config import dump_yaml, to_dict
 from spantune.errors import SpantuneError
 from spantune.io import atomic_write, sha256_file, write_json
 from spantune.models import _HUB_ID, EMBEDDED
-
-PACKAGES = ("spantune", "torch", "transformers", "tokenizers", "accelerate", "peft", "trl", "datasets",
-            "optimum", "optimum-onnx", "onnx", "onnxruntime", "sacrebleu", "rapidfuzz", "errant", "numpy")
-
-
-def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    for name in names:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
+from spantune.versions import package_versions
 
 def git_commit(cwd: str | Path | None = None) -> str | None:
     """HEAD commit (with ``-dirty`` when the tree has changes), or None outside a git checkout."""

@@ -15,7 +15,7 @@ from typing import Any
 
 from spantune.errors import InputError
 from spantune.io import atomic_write
-from spantune.prompt import LINE_BREAKS, MAX_CONTEXT, SYSTEM_PROMPT, clip_after, clip_before, parse_user_message, user_message
+from spantune.prompt import LINE_BREAKS, MAX_CONTEXT, build_messages, clip_after, clip_before, parse_user_message
 
 #: Lines longer than this (bytes) are rejected: a span example is a few hundred bytes.
 MAX_LINE_BYTES = 16 * 1024
@@ -97,11 +97,7 @@ class SpanExample:
 def to_chat(example: SpanExample) -> dict[str, Any]:
     """Chat-style record; metadata rides along under ``meta`` so the round trip loses nothing."""
     meta = {k: v for k, v in example.to_dict().items() if k not in REQUIRED}
-    record: dict[str, Any] = {"messages": [
-        {"role": "system", "content": SYSTEM_PROMPT},
-        {"role": "user", "content": user_message(example.ctx_before, example.span_in, example.ctx_after)},
-        {"role": "assistant", "content": example.span_out},
-    ]}
+    record: dict[str, Any] = {"messages": build_messages(example, with_answer=True)}
     if meta:
         record["meta"] = meta
     return record

@@ -10,9 +10,10 @@ import pytest
 import yaml
 
 from spantune.cli import main
-from spantune.data.bea import CharEdit, apply_edits, clc_tag, document_candidates, edit_clusters, read_bea
+from spantune.data.bea import clc_tag, document_candidates, edit_clusters, read_bea
 from spantune.data.build import build
 from spantune.data.config import DataConfig, RealSource
+from spantune.data.document import CharEdit, apply_edits
 from spantune.errors import InputError, SpantuneError
 from spantune.schema import read_jsonl
 

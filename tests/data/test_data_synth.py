@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from spantune.data import synth
+from spantune.data import synth, wordforms
 from spantune.data.sources import to_sentence
 from spantune.data.spans import edit_region, make_example
 from spantune.data.spelling_variants import is_spelling_variant
@@ -79,11 +79,11 @@ def test_operators_span_examples_hold_the_error(clean_parsed):
 
 
 def test_inflection_helpers():
-    assert [synth.third_person(v) for v in ("go", "watch", "try", "play", "have")] == ["goes", "watches", "tries", "plays", "has"]
-    assert [synth.past(v) for v in ("go", "stop", "try", "live", "write")] == ["went", "stopped", "tried", "lived", "wrote"]
-    assert [synth.gerund(v) for v in ("make", "run", "lie", "see")] == ["making", "running", "lying", "seeing"]
-    assert [synth.plural(n) for n in ("box", "city", "car")] == ["boxes", "cities", "cars"]
-    assert synth.match_case("Their", "there") == "There"
+    assert [wordforms.third_person(v) for v in ("go", "watch", "try", "play", "have")] == ["goes", "watches", "tries", "plays", "has"]
+    assert [wordforms.past(v) for v in ("go", "stop", "try", "live", "write")] == ["went", "stopped", "tried", "lived", "wrote"]
+    assert [wordforms.gerund(v) for v in ("make", "run", "lie", "see")] == ["making", "running", "lying", "seeing"]
+    assert [wordforms.plural(n) for n in ("box", "city", "car")] == ["boxes", "cities", "cars"]
+    assert wordforms.match_case("Their", "there") == "There"
 
 
 def test_codespell_list_is_reversed_to_real_misspellings():

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from spantune.cli import main
-from spantune.evaluate.commands import subsets_of
+from spantune.evaluate.evaluation import subsets_of
 from spantune.evaluate.metrics import Columns, make_row
 from spantune.evaluate.report import build_report, write_report
 from spantune.evaluate.runner import open_run, read_predictions, run_corrector
@@ -93,9 +93,6 @@ class Garbage:
         raw = self.RAWS[self.i % len(self.RAWS)]
         self.i += 1
         return Prediction(raw=raw, result=postprocess(raw, example.span_in), latency_s=0.001, new_tokens=len(raw))
-
-    def correct_batch(self, examples):
-        return [self.correct(e) for e in examples]
 
 
 def test_garbage_output_is_measured_not_crashed_on(tmp_path):

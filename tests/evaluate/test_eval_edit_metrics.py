@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from spantune.errors import InputError
-from spantune.evaluate.commands import select_examples
+from spantune.evaluate.evaluation import select_examples
 from spantune.evaluate.metrics import Columns, EvalRow, breakdowns, compute_metrics, make_row, summarize
 from spantune.evaluate.report import build_report, markdown, print_summary
 from spantune.infer.base import Prediction

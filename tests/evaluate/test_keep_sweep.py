@@ -62,7 +62,7 @@ def test_unscored_edit_is_a_clear_error():
 
 
 def test_benchmark_sweeps_one_decoding_pass(tmp_path: Path):
-    from spantune.export_fixture import e2e_examples, lively_tiny_model
+    from support.export_fixture import e2e_examples, lively_tiny_model
 
     model = lively_tiny_model(tmp_path / "model")
     data = tmp_path / "spans.jsonl"

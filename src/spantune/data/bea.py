@@ -13,13 +13,13 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rapidfuzz import fuzz
 
 from spantune.data.candidate import Candidate
+from spantune.data.document import CharEdit, InDocument, apply_edits
 from spantune.data.sources import Pair, json_records, to_sentence
 from spantune.data.tags import heuristic_tag, surface_tag
 from spantune.errors import InputError
@@ -60,40 +60,6 @@ def clc_tag(code: str | None, o: str, c: str) -> str:
     if code[0] in _CLC_FIRST and code[0] not in "MU":
         return _CLC_FIRST[code[0]]
     return "word_choice"
-
-
-@dataclass(frozen=True)
-class CharEdit:
-    """``paragraph[start:end]`` was corrected to ``correction``."""
-
-    start: int
-    end: int
-    correction: str
-    tag: str
-    kind: str  # the corpus's own code (CLC) or "" when it gives none
-
-
-@dataclass(frozen=True)
-class InDocument:
-    """Where a BEA sentence sits: its paragraph, every usable edit of that paragraph, its own range."""
-
-    paragraph: str
-    edits: tuple[CharEdit, ...]
-    start: int
-    end: int
-
-    def sentence_edits(self) -> list[CharEdit]:
-        return [e for e in self.edits if self.start <= e.start < self.end or e.start == e.end == self.end]
-
-
-def apply_edits(text: str, edits: list[CharEdit] | tuple[CharEdit, ...]) -> str:
-    """``text`` with non-overlapping ``edits`` applied (offsets into ``text``)."""
-    out, pos = [], 0
-    for e in sorted(edits, key=lambda e: (e.start, e.end)):
-        out += [text[pos:e.start], e.correction]
-        pos = e.end
-    out.append(text[pos:])
-    return "".join(out)
 
 
 def _field(obj: object, path: str | Path, lineno: int, name: str, kind: type | tuple[type, ...], what: str) -> object:

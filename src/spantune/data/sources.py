@@ -12,15 +12,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from spantune.data.align import Edit
+from spantune.data.document import InDocument
 from spantune.data.tags import errant_tag, heuristic_tag
 from spantune.data.text import Sentence, detokenize
 from spantune.errors import InputError
 
-if TYPE_CHECKING:
-    from spantune.data.bea import InDocument
 
 #: A light tokenizer for raw text: words (with inner apostrophes) and single punctuation marks.
 _TOKEN_RE = re.compile(r"\w+(?:['’]\w+)*|[^\w\s]")

@@ -10,6 +10,8 @@ import re
 
 from rapidfuzz.distance import Levenshtein
 
+from spantune.data.wordforms import IRREGULAR
+
 #: Tags a training example can carry (the first one is its primary tag).
 ERROR_TAGS = (
     "typo", "homophone", "agreement", "verb_form", "article", "preposition", "punctuation",
@@ -39,6 +41,7 @@ CONFUSABLE: dict[str, tuple[str, ...]] = {}
 for _row in CONFUSION_SETS:
     for _w in _row:
         CONFUSABLE[_w] = tuple(sorted(set(CONFUSABLE.get(_w, ())) | {x for x in _row if x != _w}))
+
 
 ARTICLES = frozenset({"a", "an", "the"})
 PREPOSITIONS = frozenset({
@@ -129,8 +132,6 @@ def heuristic_tag(o: str, c: str) -> str:
 
 def _inflection(a: str, b: str) -> str | None:
     """verb_form or noun_number when one word is an inflection of the other (walk/walked, day/days, go/went)."""
-    from spantune.data.synth import IRREGULAR
-
     for forms in IRREGULAR.items():
         family = {forms[0], *forms[1]}
         if a in family and b in family:

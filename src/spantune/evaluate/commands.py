@@ -1,76 +1,18 @@
-"""``spantune eval``: run a system on span data, report, and gate; ``eval trend`` and ``eval gate``."""
+"""``spantune eval`` (with ``eval trend`` and ``eval gate``) and ``spantune calibrate``: parse the arguments, call
+the library (:func:`~spantune.evaluate.evaluation.run_eval` and friends), print the outcome."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from pathlib import Path
 from typing import Any
 
 from spantune.errors import SpantuneError
+from spantune.evaluate.evaluation import EvalInterrupted, Report, regate, run_eval
 
 DEFAULT_OUT_ROOT = Path("runs") / "eval"
-
-
-def subsets_of(extra: dict[str, Any]) -> list[str]:
-    """Subset names an example is marked with: ``"subsets": [...]`` or ``"subset": "..."``."""
-    value = extra.get("subsets", extra.get("subset"))
-    return [value] if isinstance(value, str) else [v for v in value or [] if isinstance(v, str)]
-
-
-def select_examples(path: str, subset: str | None, limit: int | None) -> tuple[list[Any], dict[str, Any]]:
-    """The examples to evaluate (file order) and the data facts report.json records."""
-    from spantune.errors import InputError
-    from spantune.evaluate.metrics import REFERENCES_FIELD, accepted_outputs, example_key
-    from spantune.io import sha256_file
-    from spantune.schema import check_jsonl
-
-    checked = check_jsonl(path)
-    if checked.bad:
-        raise checked.bad[0][1]
-    for lineno, ex, _ in checked.good:
-        try:
-            accepted_outputs(ex)
-        except ValueError as exc:
-            raise InputError(path, lineno, REFERENCES_FIELD, str(exc)) from None
-    examples = [ex for _, ex, _ in checked.good]
-    n_file = len(examples)
-    if not examples:
-        raise SpantuneError(f"{path}: no examples to evaluate")
-    if subset:
-        examples = [ex for ex in examples if subset in subsets_of(ex.extra)]
-        if not examples:
-            raise SpantuneError(f"{path}: no example is marked with subset {subset!r} "
-                                f"(field \"subsets\": [\"{subset}\"]); or pass the subset's own file to --data")
-    if limit is not None:
-        if limit < 1:
-            raise SpantuneError("--limit must be at least 1")
-        examples = examples[:limit]
-    seen: set[str] = set()
-    for ex in examples:
-        key = example_key(ex)
-        if key in seen:
-            raise SpantuneError(f"{path}: two examples share the key {key!r} (give them distinct ids)")
-        seen.add(key)
-    data = {"path": str(path), "sha256": sha256_file(path), "subset": subset, "limit": limit,
-            "n_file": n_file, "n_selected": len(examples)}
-    return examples, data
-
-
-def load_run(path: str | Path) -> tuple[dict[str, Any], list[Any]]:
-    """A stored eval run (its folder or its report.json): the report and its predictions."""
-    from spantune.evaluate.runner import PREDICTIONS, read_predictions
-
-    path = Path(path)
-    folder = path if path.is_dir() else path.parent
-    report_path = folder / "report.json"
-    try:
-        report = json.loads(report_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise SpantuneError(f"{report_path}: cannot read the report: {exc}") from None
-    return report, read_predictions(folder / PREDICTIONS)
 
 
 def default_out(system: str, data: str, subset: str | None) -> Path:
@@ -79,93 +21,56 @@ def default_out(system: str, data: str, subset: str | None) -> Path:
     return DEFAULT_OUT_ROOT / "__".join(re.sub(r"[^A-Za-z0-9._-]+", "-", p).strip("-") for p in parts)
 
 
-def _finish(out: Path, report: dict[str, Any], gates_path: str | None) -> int:
-    """Check gates (if any) into the report, write every output, print the table and gate lines."""
-    from spantune.evaluate.gates import check_gates, load_gates
-    from spantune.evaluate.report import print_summary, write_report
+def _print_outcome(report: Report) -> int:
+    """Print the summary table, where the report is, and each failed gate; exit 1 when a gate failed."""
+    from spantune.evaluate.report import print_summary
 
-    failed = []
-    if gates_path:
-        results = check_gates(load_gates(gates_path), report)
-        failed = [r for r in results if not r.passed]
-        report["gates"] = {"file": str(gates_path), "passed": not failed, "results": [r.to_dict() for r in results]}
-    write_report(out, report)
-    print_summary(report)
-    print(f"report: {out / 'report.md'} (json, charts and predictions.jsonl beside it)")
-    if gates_path:
-        for r in failed:
-            print(f"gate failed: {r.message}", file=sys.stderr)
-        n = len(report["gates"]["results"])
-        print(f"gates: {n - len(failed)}/{n} passed ({gates_path})", file=sys.stderr if failed else sys.stdout)
+    print_summary(report.content)
+    print(f"report: {report.out / 'report.md'} (json, charts and predictions.jsonl beside it)")
+    gates = report.content["gates"]
+    if not gates:
+        return 0
+    failed = report.failed_gates
+    for result in failed:
+        print(f"gate failed: {result['message']}", file=sys.stderr)
+    n = len(gates["results"])
+    print(f"gates: {n - len(failed)}/{n} passed ({gates['file']})", file=sys.stderr if failed else sys.stdout)
     return 1 if failed else 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from spantune.evaluate.gates import load_gates
-    from spantune.evaluate.metrics import example_key
-    from spantune.evaluate.report import baseline_section, build_report
-    from spantune.evaluate.runner import PREDICTIONS, open_run, run_corrector
-    from spantune.evaluate.systems import keep_info, load_system
-    from spantune.infer.keep import resolve_keep
-    from spantune.io import write_json
-
     if not args.system or not args.data:
         raise SpantuneError("spantune eval needs --system and --data (or a subcommand: trend, gate)")
-    if args.dtype and args.system in ("identity", "harper"):
-        raise SpantuneError(f"--dtype does not apply to the {args.system} system")
-    if args.bootstrap < 1:
-        raise SpantuneError("--bootstrap must be at least 1")
-    examples, data = select_examples(args.data, args.subset, args.limit)
-    if args.gates:
-        load_gates(args.gates)  # fail on a bad gates file before any model is loaded
-    baseline = load_run(args.baseline) if args.baseline else None
     out = Path(args.out) if args.out else default_out(args.system, args.data, args.subset)
-    keep, keep_from = resolve_keep(args.system, args.keep_margin, args.score_keep)
-    print(f"keep margin: {keep.margin:g} nats ({keep_from})")
-    keep_record = {**keep_info(keep), "keep_margin": keep.margin, "keep_margin_from": keep_from}
-    meta = {"system": args.system, "dtype": args.dtype, "max_new_tokens": args.max_new_tokens,
-            "data_sha256": data["sha256"], "subset": args.subset, "limit": args.limit, **keep_record}
-    done = open_run(out, meta, args.resume)
-    todo = [ex for ex in examples if example_key(ex) not in done]
-    system_file = out / "system.json"
-    if todo or not system_file.is_file():
-        system = load_system(args.system, dtype=args.dtype, device=args.device, max_new_tokens=args.max_new_tokens,
-                             keep=keep)
-        write_json(system_file, {**system.info, **keep_record})
-        new_rows, interrupted = run_corrector(system.corrector, todo, out, already=len(examples) - len(todo))
-        done.update((row.key, row) for row in new_rows)
-        if interrupted:
-            print(f"interrupted: {len(done)} of {len(examples)} predictions kept in {out / PREDICTIONS}; "
-                  f"run the same command with --resume to continue", file=sys.stderr)
-            return 130
-    info = json.loads(system_file.read_text(encoding="utf-8"))
-    rows = [done[example_key(ex)] for ex in examples]
-    base = None
-    if baseline is not None:
-        base = baseline_section(rows, baseline[1], baseline[0], str(args.baseline), args.bootstrap, args.seed)
-    report = build_report(rows, system=info, data=data, n_selected=len(examples), baseline=base,
-                          n_boot=args.bootstrap, seed=args.seed)
-    return _finish(out, report, args.gates)
+    try:
+        report = run_eval(args.system, args.data, out=out, subset=args.subset, limit=args.limit, dtype=args.dtype,
+                          device=args.device, max_new_tokens=args.max_new_tokens, keep_margin=args.keep_margin,
+                          score_keep=args.score_keep, js_dir=Path(args.js_dir) if args.js_dir else None,
+                          baseline=args.baseline, gates=args.gates, n_boot=args.bootstrap, seed=args.seed,
+                          resume=args.resume)
+    except EvalInterrupted as stop:
+        print(f"interrupted: {stop}; run the same command with --resume to continue", file=sys.stderr)
+        return 130
+    return _print_outcome(report)
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    """Decode ``--data`` once with keep scoring (``spantune eval`` itself, at margin 0), sweep the margins, and
+    """Decode ``--data`` once with keep scoring (:func:`run_eval` at margin 0), sweep the margins, and
     write the calibrated margin (keep_margin.json), the sweep table and its plot into the model's folder."""
-    from spantune.cli import build_parser
     from spantune.evaluate.margin import (ALL, calibration, check_scored, margin_grid, plot_sweep, smallest_margin,
                                           sweep, sweep_markdown)
     from spantune.evaluate.report import fmt
     from spantune.evaluate.runner import PREDICTIONS, read_predictions
-    from spantune.evaluate.systems import ONNX_PREFIX
     from spantune.infer.keep import KEEP_MARGIN_FILE, NO_MODEL_SYSTEMS, margin_folder
     from spantune.io import atomic_dir, atomic_write, sha256_file, write_json
+    from spantune.models import EXPORT_PREFIXES
 
     if not 0 < args.target <= 1:
         raise SpantuneError(f"--target {args.target}: must be a share in (0, 1], e.g. 0.95")
     margins = margin_grid(args.max_margin, args.step)
     if args.model in NO_MODEL_SYSTEMS:
         raise SpantuneError(f"--model {args.model}: calibrate needs a model with log-probabilities")
-    if args.model.startswith(ONNX_PREFIX) and not args.out:
+    if args.model.startswith(EXPORT_PREFIXES) and not args.out:
         raise SpantuneError(f"--model {args.model}: calibrate the model it was exported from and export again (the "
                             "export carries the margin to onnxruntime and JS), or pass --out DIR")
     folder = Path(args.out) if args.out else margin_folder(args.model)
@@ -173,12 +78,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         raise SpantuneError(f"--model {args.model}: not a model or run folder, so there is no folder to keep its "
                             "calibration in; pass --out DIR (and later --keep-margin M explicitly)")
     with atomic_dir(folder / "keep_margin_eval") as run:
-        argv = ["eval", "--system", args.model, "--data", args.data, "--out", str(run), "--score-keep",
-                "--keep-margin", "0", "--bootstrap", "100", "--seed", str(args.seed), "--device", args.device]
-        argv += (["--dtype", args.dtype] if args.dtype else []) + (["--limit", str(args.limit)] if args.limit else [])
-        eval_args = build_parser().parse_args(argv)
-        if eval_args.func(eval_args) != 0:
-            raise SpantuneError("the scored decoding pass (spantune eval) failed")
+        run_eval(args.model, args.data, out=run, limit=args.limit, dtype=args.dtype, device=args.device,
+                 keep_margin=0, score_keep=True, n_boot=100, seed=args.seed)
         rows = read_predictions(run / PREDICTIONS)
         check_scored(rows, str(run / PREDICTIONS))
     result = sweep(rows, margins)
@@ -217,9 +118,7 @@ def cmd_trend(args: argparse.Namespace) -> int:
 
 def cmd_gate(args: argparse.Namespace) -> int:
     """Re-check gates on a stored run (report.json), rewriting its report with the gate results."""
-    report, _ = load_run(args.run)
-    folder = Path(args.run) if Path(args.run).is_dir() else Path(args.run).parent
-    return _finish(folder, report, args.gates)
+    return _print_outcome(regate(args.run, args.gates))
 
 
 def register(subparsers: Any) -> None:
@@ -229,8 +128,9 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "eval", help="evaluate a system on span data: metrics with CIs, breakdowns, report, gates",
         description="Evaluate a system with the production prompt and post-processing. Systems: a transformers "
-                    "model (folder, training run, hub id or 'embedded'), onnx:DIR (exported folder), identity, harper.")
-    p.add_argument("--system", help="model folder/run/hub id/'embedded', onnx:DIR, identity or harper")
+                    "model (folder, training run, hub id or 'embedded'), onnx:DIR (exported folder, onnxruntime), "
+                    "node:DIR (exported folder, Transformers.js in Node), identity, harper.")
+    p.add_argument("--system", help="model folder/run/hub id/'embedded', onnx:DIR, node:DIR, identity or harper")
     p.add_argument("--data", help="span JSONL file (e.g. fixtures/span_eval.jsonl)")
     p.add_argument("--subset", help="only examples marked with this subset (e.g. pr)")
     p.add_argument("--gates", help="gates YAML (e.g. configs/gates.yaml); a failed gate exits 1")
@@ -239,8 +139,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     p.add_argument("--limit", type=int, help="evaluate only the first N selected examples")
     p.add_argument("--dtype", help="model dtype: auto/fp32/bf16/fp16 for transformers; q4 (default)/fp32/fp16/"
-                                   "q4f16/int8 for onnx:DIR")
+                                   "q4f16/q8/int8 for onnx:DIR and node:DIR")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (transformers systems)")
+    p.add_argument("--js-dir", help="the spantune js/ folder a node:DIR system runs (default: this checkout's)")
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--keep-margin", type=float, default=None, metavar="NATS",
                    help="keep the span unless the model prefers its edit by this many nats (0 = off; default: "
@@ -265,7 +166,8 @@ def register(subparsers: Any) -> None:
         description="Decode span data once with keep scoring, sweep keep margins, and write the smallest margin that "
                     "leaves --target of the spans needing no fix unchanged into the model's folder "
                     "(keep_margin.json; docs/keep-margin.md).")
-    cal.add_argument("--model", required=True, help="training run folder, model folder (or onnx:DIR/hub id with --out)")
+    cal.add_argument("--model", required=True,
+                     help="training run folder, model folder (or onnx:DIR/node:DIR/hub id with --out)")
     cal.add_argument("--data", required=True, help="span JSONL with spans that need no fix (span_out == span_in)")
     cal.add_argument("--target", type=float, default=0.95,
                      help="share of no-fix spans to leave unchanged (default %(default)s)")

@@ -12,7 +12,7 @@ import numpy as np
 
 from spantune.errors import InputError, SpantuneError
 from spantune.evaluate.metrics import METRICS, Columns, EvalRow, group_positions, point_metrics
-from spantune.evaluate.report import fmt
+from spantune.evaluate.report import fmt, markdown_table
 from spantune.io import atomic_write
 from spantune.infer.keep import keeps_span
 from spantune.postprocess import postprocess
@@ -100,10 +100,9 @@ def sweep_markdown(result: dict[str, list[dict[str, Any]]], best: dict[str, floa
         found = best[group]
         lines += [f"### {group} (n = {points[0]['n']})", "",
                   f"Smallest margin leaving ≥ {100 * keep_share:.0f} % of no-fix spans unchanged: "
-                  + ("none in the grid" if found is None else f"{found:g} nats"), "",
-                  "| margin (nats) | " + " | ".join(METRICS[k].label for k in SWEEP_METRICS) + " |",
-                  "|---:|" + "---:|" * len(SWEEP_METRICS)]
-        lines += [f"| {p['margin']:g} | " + " | ".join(fmt(k, p[k]) for k in SWEEP_METRICS) + " |" for p in points]
+                  + ("none in the grid" if found is None else f"{found:g} nats"), ""]
+        lines += markdown_table(["margin (nats)", *(METRICS[k].label for k in SWEEP_METRICS)],
+                                [[f"{p['margin']:g}", *(fmt(k, p[k]) for k in SWEEP_METRICS)] for p in points])
         lines.append("")
     return "\n".join(lines)
 

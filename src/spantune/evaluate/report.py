@@ -22,7 +22,8 @@ from spantune.evaluate.metrics import (
     summarize,
 )
 from spantune.io import atomic_write, write_json
-from spantune.runinfo import git_commit, package_versions
+from spantune.runinfo import git_commit
+from spantune.versions import package_versions
 
 REPORT_VERSION = 1
 WORST_N = 20
@@ -107,7 +108,8 @@ def _cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", "⏎").replace("\r", "⏎")
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    """The one markdown table writer (eval reports, the demo's REPORT.md, the keep-margin sweep)."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
     return lines
@@ -126,7 +128,7 @@ def _metrics_table(report: dict[str, Any]) -> list[str]:
             row += [fmt(name, d["baseline"]), fmt(name, d["delta"], delta=True), fmt_ci(name, d["ci"], delta=True),
                     "*" if d["significant"] else ""]
         rows.append(row)
-    return _table(header, rows)
+    return markdown_table(header, rows)
 
 
 _BREAKDOWN_COLUMNS = ("exact_match", "chrf", "levenshtein", "edit_precision", "edit_recall", "noop_false_edit_rate",
@@ -139,7 +141,7 @@ def _breakdown_table(by: str, groups: dict[str, Any]) -> list[str]:
     header = [_GROUP_TITLES[by], "n", "EM 95% CI", *(METRICS[c].label for c in _BREAKDOWN_COLUMNS)]
     rows = [[g, v["n"], fmt_ci("exact_match", v["exact_match_ci"]),
              *(fmt(c, v["metrics"][c]) for c in _BREAKDOWN_COLUMNS)] for g, v in groups.items()]
-    return _table(header, rows)
+    return markdown_table(header, rows)
 
 
 def _shown(text: str | None) -> str:
@@ -174,7 +176,7 @@ def markdown(report: dict[str, Any]) -> str:
         lines += [f"### By {_GROUP_TITLES[by]}", ""] + _breakdown_table(by, groups) + [""]
     lines += ["## Charts", ""] + [f"![exact match by {_GROUP_TITLES[by]}]({name})" for by, name in CHARTS.items()] + [""]
     lines += [f"## Worst errors (top {len(report['worst_errors'])} by normalized Levenshtein)", ""]
-    lines += _table(["key", "tags", "context", "expected", "got", "lev.", "flags"], [
+    lines += markdown_table(["key", "tags", "context", "expected", "got", "lev.", "flags"], [
         [e["key"], ",".join(e["tags"] or []), f"{e['ctx_before']}[{e['span_in']}]{e['ctx_after']}",
          _shown(e["span_out"]), _shown(e["prediction"]), f"{e['levenshtein']:.2f}",
          " ".join(k for k in ("overrun", "verbose", "fallback", "false_edit", "missed_fix") if e[k])]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -33,10 +32,9 @@ class Prediction:
 
 @runtime_checkable
 class Corrector(Protocol):
-    """Anything that corrects spans; evaluation and ``spantune fix`` accept any of these."""
+    """Anything that corrects spans; evaluation and ``spantune fix`` accept any of these. One span per call:
+    every backend decodes spans one at a time, so callers loop (and stream each answer as it comes)."""
 
     name: str
 
     def correct(self, example: SpanExample) -> Prediction: ...
-
-    def correct_batch(self, examples: Iterable[SpanExample]) -> list[Prediction]: ...

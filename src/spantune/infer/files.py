@@ -7,16 +7,16 @@ from pathlib import Path
 from tqdm import tqdm
 
 from spantune.infer.base import Corrector
-from spantune.schema import dumps, read_jsonl, write_lines
+from spantune.schema import SpanExample, dumps, write_lines
 
 
-def correct_file(corrector: Corrector, in_path: str | Path, out_path: str | Path, *, clip: bool = False) -> int:
-    """Write each input example with ``prediction`` and its post-processing flags added (and the keep
-    margin's ``kept`` and log-probabilities when it scored the answer)."""
-    examples = read_jsonl(in_path, clip=clip)
+def correct_file(corrector: Corrector, examples: list[SpanExample], out_path: str | Path, *, label: str = "fix") -> int:
+    """Write each example with ``prediction`` and its post-processing flags added (and the keep margin's
+    ``kept`` and log-probabilities when it scored the answer). The caller reads (and so validates) the input
+    first, so a bad line is reported before a model is loaded."""
 
     def lines():
-        for ex in tqdm(examples, desc=f"fix {Path(in_path).name}", unit="span"):
+        for ex in tqdm(examples, desc=label, unit="span"):
             pred = corrector.correct(ex)
             scores = {k: getattr(pred, k) for k in ("kept", "keep_logprob", "answer_logprob")
                       if getattr(pred, k) is not None}

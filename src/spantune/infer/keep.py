@@ -20,6 +20,8 @@ import numpy as np
 
 from spantune.errors import InputError, SpantuneError
 from spantune.infer.base import Prediction
+from spantune.infer.decode import encode_answer, stop_token_ids
+from spantune.models import EMBEDDED, EXPORT_PREFIXES, adapter_dir, run_folder
 from spantune.postprocess import PostResult
 from spantune.schema import SpanExample
 
@@ -37,14 +39,10 @@ class Scored:
 
 
 def scored_sequences(tokenizer: Any, example: SpanExample, answer_ids: Sequence[int]) -> Scored:
-    """The keep reply exactly as training encodes ``span_in`` as the answer (``encode_example``), and the
+    """The keep reply exactly as training encodes ``span_in`` as the answer (:func:`encode_answer`), and the
     model's raw answer ids followed by that same end-of-turn token."""
-    from spantune.infer.torch_backend import stop_token_ids
-    from spantune.train_data import encode_example
-
-    keep = encode_example(tokenizer, dataclasses.replace(example, span_out=example.span_in), stop_token_ids(tokenizer))
-    keep_reply = keep.input_ids[keep.prompt_len:]
-    return Scored(keep.input_ids[:keep.prompt_len], keep_reply, [*answer_ids, keep_reply[-1]])
+    keep = encode_answer(tokenizer, dataclasses.replace(example, span_out=example.span_in), stop_token_ids(tokenizer))
+    return Scored(keep.prompt, keep.reply, [*answer_ids, keep.reply[-1]])
 
 
 def reply_logprob(logits: np.ndarray, ids: Sequence[int], prompt_len: int) -> float:
@@ -104,15 +102,12 @@ NO_MODEL_SYSTEMS = ("identity", "harper")
 
 def margin_folder(spec: str) -> Path | None:
     """Where ``spec``'s calibration lives: a training run's folder (beside its adapter; the adapter folder for
-    a bare adapter), a model or export folder (``onnx:DIR`` too); None for identity/harper, ``embedded`` and
-    hub ids, which have no folder of their own."""
-    from spantune.evaluate.systems import ONNX_PREFIX
-    from spantune.export import run_folder
-    from spantune.models import EMBEDDED, adapter_dir
-
+    a bare adapter), a model or export folder (``onnx:DIR`` and ``node:DIR`` too); None for identity/harper,
+    ``embedded`` and hub ids, which have no folder of their own."""
     if spec in (*NO_MODEL_SYSTEMS, EMBEDDED):
         return None
-    path = Path(spec[len(ONNX_PREFIX):] if spec.startswith(ONNX_PREFIX) else spec).expanduser()
+    prefix = next((p for p in EXPORT_PREFIXES if spec.startswith(p)), "")
+    path = Path(spec[len(prefix):]).expanduser()
     if not path.is_dir():
         return None
     adapter = adapter_dir(path)

@@ -2,10 +2,9 @@
 
 The folder is what ``spantune export`` writes (the layout Transformers.js loads): one merged
 decoder per dtype under ``onnx/`` with inputs ``input_ids``, ``attention_mask``, ``position_ids``
-and ``past_key_values.N.key/value``. Plain decoding (``greedy`` with no prefix and no
-draft source; the export's parity check) is the whole prompt in one step, then one token per step with the
-KV cache, argmax, stop at any end id or once the post-processed answer is settled (as
-:class:`~spantune.infer.torch_backend.TorchCorrector` does).
+and ``past_key_values.N.key/value``. Decoding is :func:`spantune.infer.decode.greedy` (the loop
+:class:`~spantune.infer.torch_backend.TorchCorrector` and the export's parity check run too) over the session's KV
+cache; plain decoding (no prefix, no draft source) is the whole prompt in one step, then one token per step.
 
 :class:`OnnxCorrector` adds two speed-ups that give the same tokens as plain decoding (docs/fast-decoding.md;
 ``js/src/corrector.js`` does the same):
@@ -24,7 +23,7 @@ import dataclasses
 import json
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +31,9 @@ import numpy as np
 
 from spantune.errors import SpantuneError
 from spantune.infer.base import Prediction
+from spantune.infer.decode import Greedy, greedy, settled_by, stop_token_ids
 from spantune.infer.keep import KeepMargin
-from spantune.postprocess import postprocess, settled
+from spantune.postprocess import postprocess
 from spantune.prompt import encode_prompt
 from spantune.schema import SpanExample
 
@@ -47,17 +47,6 @@ def onnx_file(model_dir: str | Path, dtype: str) -> Path:
     if dtype not in DTYPE_SUFFIX:
         raise SpantuneError(f"unknown ONNX dtype {dtype!r} (choose {', '.join(DTYPE_SUFFIX)})")
     return Path(model_dir) / "onnx" / f"model{DTYPE_SUFFIX[dtype]}.onnx"
-
-
-@dataclass
-class Greedy:
-    """Result of one greedy decode: new token ids (stop token excluded), if asked each step's logits, and the
-    forward passes it took (the prefix cache's one-off pass not counted)."""
-
-    tokens: list[int]
-    logits: list[np.ndarray] = field(default_factory=list)
-    stopped: bool = False
-    passes: int = 0
 
 
 #: ``ctx_before`` of the probe prompts whose common token prefix is the prompt head: first characters of every
@@ -91,22 +80,6 @@ class PrefixCache:
         text into the head's last tokens, so a prompt that starts with the head's text may not start with its ids."""
         n = len(self.ids)
         return len(ids) > n and list(ids[:n]) == self.ids
-
-
-def copy_draft(source: Sequence[int], generated: Sequence[int], limit: int, max_ngram: int = 3) -> list[int]:
-    """Up to ``limit`` guessed next tokens, copied from ``source`` (``span_in`` as the reply): its start while
-    nothing is generated, else what follows the first place where the last n generated tokens occur in it
-    (longest n first); nothing when they occur nowhere. Guesses only save passes, never change tokens."""
-    if limit <= 0:
-        return []
-    if not generated:
-        return list(source[:limit])
-    for n in range(min(max_ngram, len(generated)), 0, -1):
-        tail = list(generated[-n:])
-        for start in range(len(source) - n + 1):
-            if list(source[start:start + n]) == tail:
-                return list(source[start + n:start + n + limit])
-    return []
 
 
 class OnnxDecoder:
@@ -171,49 +144,36 @@ class OnnxDecoder:
     def greedy(self, prompt_ids: list[int], max_new_tokens: int, stop_ids: Iterable[int],
                keep_logits: bool = False, until: Callable[[list[int]], bool] | None = None,
                prefix: PrefixCache | None = None, draft_source: Sequence[int] = (), draft_len: int = 8) -> Greedy:
-        """Greedy decoding with the KV cache; ``keep_logits`` returns each step's float32 logits;
-        ``until(tokens)`` ends decoding early once it returns True (checked after each new token).
-
-        ``prefix`` starts from a cached prompt head when it covers ``prompt_ids``. A ``draft_source`` (the
-        reply ids of ``span_in``) feeds up to ``draft_len`` guessed tokens (:func:`copy_draft`) after the
-        pending one in each pass; the logits row after each input token is greedy's step there, so tokens are
-        taken in order until a guess differs from greedy's token, which is taken too: plain greedy's tokens,
-        stop and ``until`` checks, in fewer passes. The cache is cut back to the inputs that were taken."""
-        stop = set(stop_ids)
+        """:func:`spantune.infer.decode.greedy` from ``prefix``'s cache when it covers ``prompt_ids``, else from an
+        empty cache (its arguments: the same meaning)."""
         if prefix is not None and prefix.covers(prompt_ids):
-            past, length, pending = prefix.past, len(prefix.ids), list(prompt_ids[len(prefix.ids):])
+            stepper, pending = OnnxStepper(self, prefix.past, len(prefix.ids)), list(prompt_ids[len(prefix.ids):])
         else:
-            past, length, pending = self.empty_past(), 0, list(prompt_ids)
-        result = Greedy(tokens=[])
-        while len(result.tokens) < max_new_tokens:
-            room = max_new_tokens - len(result.tokens) - 1
-            draft = copy_draft(draft_source, result.tokens, min(draft_len, room)) if draft_source else []
-            logits, past = self.run(pending + draft, length, past)
-            result.passes += 1
-            length += len(pending)
-            for row, guess in zip(logits[len(pending) - 1:], [*draft, None]):
-                if keep_logits:
-                    result.logits.append(row)
-                token = int(row.argmax())
-                if token in stop:
-                    result.stopped = True
-                    return result
-                result.tokens.append(token)
-                if (until is not None and until(result.tokens)) or len(result.tokens) == max_new_tokens:
-                    return result
-                if token != guess:
-                    break
-                length += 1
-            if length < past[self.past_names[0]].shape[2]:  # wrong guesses: drop their keys and values
-                past = {name: np.ascontiguousarray(kv[:, :, :length]) for name, kv in past.items()}
-            pending = [result.tokens[-1]]
-        return result
+            stepper, pending = OnnxStepper(self, self.empty_past(), 0), list(prompt_ids)
+        return greedy(stepper, pending, max_new_tokens, stop_ids, keep_logits=keep_logits, until=until,
+                      draft_source=draft_source, draft_len=draft_len)
+
+
+class OnnxStepper:
+    """One decode's KV cache over an :class:`OnnxDecoder` (:class:`spantune.infer.decode.Stepper`); it starts from
+    ``past`` holding ``length`` tokens (a shared prefix cache is never written: each step makes new arrays)."""
+
+    def __init__(self, decoder: OnnxDecoder, past: dict[str, np.ndarray], length: int) -> None:
+        self.decoder = decoder
+        self.past = past
+        self.length = length
+
+    def step(self, ids: list[int], rows: int, drop: int) -> np.ndarray:
+        if drop:  # wrong guesses: drop their keys and values
+            self.length -= drop
+            self.past = {name: np.ascontiguousarray(kv[:, :, :self.length]) for name, kv in self.past.items()}
+        logits, self.past = self.decoder.run(ids, self.length, self.past)
+        self.length += len(ids)
+        return logits[-rows:]
 
 
 def stop_ids_from_folder(model_dir: Path, tokenizer: Any) -> list[int]:
     """End ids written by the export (generation_config.json), else the tokenizer's."""
-    from spantune.infer.torch_backend import stop_token_ids
-
     gen = model_dir / "generation_config.json"
     ids = json.loads(gen.read_text()).get("eos_token_id") if gen.is_file() else None
     if ids is None:
@@ -243,6 +203,7 @@ class OnnxCorrector:
         self.keep = keep
         self.prefix = self.decoder.prefix_cache(prompt_head_ids(self.tokenizer)) if prefix_cache else None
         self.copy_draft = copy_draft
+        self.settled = settled_by(self.tokenizer)
 
     def prompt_ids(self, example: SpanExample) -> list[int]:
         """Token ids of the prompt (:func:`~spantune.prompt.encode_prompt`: user text never becomes a special token)."""
@@ -259,15 +220,11 @@ class OnnxCorrector:
         # keep-margin scoring: prompt + reply, from the prefix cache when it covers them
         return self.decoder.logits(ids, self.prefix)
 
-    def _settled(self, tokens: list[int]) -> bool:
-        # the same early stop as TorchCorrector: nothing later can change the post-processed answer
-        return settled(self.tokenizer.decode(tokens, skip_special_tokens=True))
-
     def correct_greedy(self, example: SpanExample, keep_logits: bool = False) -> tuple[Prediction, Greedy]:
         """The prediction and the decode behind it (token ids, and each step's logits if asked)."""
         t0 = time.perf_counter()
         prompt_ids, draft_source = self._encode(example)
-        out = self.decoder.greedy(prompt_ids, self.max_new_tokens, self.stop_ids, keep_logits, until=self._settled,
+        out = self.decoder.greedy(prompt_ids, self.max_new_tokens, self.stop_ids, keep_logits, until=self.settled,
                                   prefix=self.prefix, draft_source=draft_source)
         raw = self.tokenizer.decode(out.tokens, skip_special_tokens=True)
         pred = Prediction(raw=raw, result=postprocess(raw, example.span_in), latency_s=0.0,
@@ -277,6 +234,3 @@ class OnnxCorrector:
 
     def correct(self, example: SpanExample) -> Prediction:
         return self.correct_greedy(example)[0]
-
-    def correct_batch(self, examples: Iterable[SpanExample]) -> list[Prediction]:
-        return [self.correct(ex) for ex in examples]

@@ -10,7 +10,6 @@ so earlier offsets stay valid, and lints touching the contexts are ignored. The 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 from typing import Any
 
 from spantune.errors import SpantuneError
@@ -51,6 +50,3 @@ class HarperCorrector:
         raw = self.correct_text(example.ctx_before, example.span_in, example.ctx_after)
         result = postprocess(raw, example.span_in)
         return Prediction(raw=raw, result=result, latency_s=time.perf_counter() - t0, new_tokens=0)
-
-    def correct_batch(self, examples: Iterable[SpanExample]) -> list[Prediction]:
-        return [self.correct(ex) for ex in examples]

@@ -19,10 +19,11 @@ import logging
 import re
 import shutil
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from spantune.errors import SpantuneError
 from spantune.infer.onnx_backend import DTYPE_SUFFIX, onnx_file
@@ -163,6 +164,17 @@ def dtype_quant(dtype: str, opts: QuantOptions) -> QuantOptions | None:
     if dtype == "q8":
         return replace(opts, eight_bit=".")
     return None
+
+
+def check_grid(source: dict[str, Any], dtypes: Sequence[str], quant: QuantOptions) -> None:
+    """A quant-aware run's weights sit on one grid (symmetric, one block size); quantizing them with other
+    settings moves them off it and throws away what that training bought, so refuse instead."""
+    block = source["quant_aware_block_size"]
+    if block is None or not any(dtype_quant(d, quant) for d in dtypes):
+        return
+    if quant.block_size != block or not quant.symmetric:
+        raise SpantuneError(f"{source['adapter']} was trained quant-aware on the symmetric 4-bit grid with block "
+                            f"{block}: export it with --block-size {block} and without --asymmetric")
 
 
 def build_dtype(model_dir: Path, dtype: str, opts: QuantOptions) -> Path:

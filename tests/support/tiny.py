@@ -1,4 +1,4 @@
-"""A tiny random Qwen2 chat model built locally: for tests, smoke runs and CI, never for quality.
+"""A tiny random Qwen2 chat model built at test time (pytest fixtures, the JS tests' artifacts), never for quality.
 
 It has the real architecture (Qwen2ForCausalLM, tied embeddings, rope_theta 1e6) and a ChatML
 byte-level BPE tokenizer trained on a few sentences, so every pipeline stage runs end to end

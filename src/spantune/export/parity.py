@@ -3,7 +3,8 @@
 Why logits and not only tokens: a wrong RoPE theta, a dropped bias or a position-id bug can leave the
 first greedy tokens unchanged on short prompts while every logit has moved. The fp32 decoder must give
 PyTorch's tokens on every example *and* logits within a tight tolerance, or the export is refused.
-Quantized dtypes are measured, not gated: agreement with fp32 and their largest logit difference.
+Quantized dtypes are measured, not gated: agreement with fp32 and their largest logit difference. Both sides
+run the same loop (:func:`spantune.infer.decode.greedy`, no early stop), so a difference is the models'.
 
 The reference is the in-memory model that was merged and saved, while the ONNX decoder is exported from
 the saved folder: anything lost between the two (config keys, tied weights) shows up here.
@@ -20,7 +21,9 @@ from typing import Any
 import numpy as np
 
 from spantune.errors import SpantuneError
-from spantune.infer.onnx_backend import Greedy, OnnxDecoder, onnx_file
+from spantune.infer.decode import Greedy
+from spantune.infer.onnx_backend import OnnxDecoder, onnx_file
+from spantune.infer.torch_backend import torch_greedy
 from spantune.prompt import encode_prompt
 from spantune.schema import SpanExample
 
@@ -71,23 +74,6 @@ class ParityReport:
                 "dtypes": {k: v.to_dict() for k, v in self.dtypes.items()}}
 
 
-def torch_greedy(model: Any, prompt_ids: list[int], generation_config: Any) -> Greedy:
-    """Greedy decode with transformers ``generate``, keeping the raw logits of every step."""
-    import torch
-
-    stop = set(generation_config.eos_token_id)
-    with torch.inference_mode():
-        ids = torch.tensor([prompt_ids], device=model.device)
-        out = model.generate(ids, attention_mask=torch.ones_like(ids), generation_config=generation_config,
-                             output_logits=True, return_dict_in_generate=True)
-    tokens = out.sequences[0, len(prompt_ids):].tolist()
-    logits = [step[0].float().cpu().numpy() for step in out.logits]
-    for i, tok in enumerate(tokens):
-        if tok in stop:
-            return Greedy(tokens=tokens[:i], logits=logits[: i + 1], stopped=True)
-    return Greedy(tokens=tokens, logits=logits)
-
-
 def shared_steps(a: Greedy, b: Greedy) -> int:
     """Steps whose inputs were identical for both decodes: up to and including the first differing token."""
     n = min(len(a.logits), len(b.logits))
@@ -113,9 +99,10 @@ def check_parity(model: Any, tokenizer: Any, model_dir: Path, examples: Sequence
     """Decode ``examples`` with PyTorch and each ONNX dtype; return agreement and logit differences."""
     prompts = [encode_prompt(tokenizer, ex).prompt for ex in examples]
     t0 = time.perf_counter()
-    reference = [torch_greedy(model, ids, generation_config) for ids in progress(prompts, "PyTorch fp32")]
-    torch_seconds = time.perf_counter() - t0
     stop = generation_config.eos_token_id
+    reference = [torch_greedy(model, ids, generation_config.max_new_tokens, stop, keep_logits=True)
+                 for ids in progress(prompts, "PyTorch fp32")]
+    torch_seconds = time.perf_counter() - t0
     fp32_runs: list[Greedy] = []
     results: dict[str, DtypeParity] = {}
     for dtype in ["fp32", *[d for d in dtypes if d != "fp32"]]:

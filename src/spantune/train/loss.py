@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from trl import SFTTrainer
 
-IGNORE_INDEX = -100
+from spantune.train.data import IGNORE_INDEX
 
 
 def kept_positions(labels: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""``spantune serve-demo MODEL_DIR``: serve the browser demo (js/demo) and an exported model on localhost.
+"""The browser demo's server (``spantune serve-demo MODEL_DIR``): js/demo and an exported model on localhost.
 
 Everything the page needs comes from this one origin, so the browser fetches nothing from the
 internet: the page itself (``/``), the JS mirror of the prompt contract (``/lib/`` = js/src), the
@@ -9,7 +9,6 @@ that ONNX Runtime can use wasm threads (SharedArrayBuffer).
 
 from __future__ import annotations
 
-import argparse
 import json
 import posixpath
 import re
@@ -21,9 +20,8 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from spantune.errors import SpantuneError
+from spantune.infer.node_backend import DEFAULT_JS_DIR
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_JS_DIR = REPO_ROOT / "js"
 MODEL_NAME = "spantune"
 REQUIRED_MODEL_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "onnx/model_q4.onnx")
 TRANSFORMERS_DIST = "node_modules/@huggingface/transformers/dist"
@@ -210,26 +208,3 @@ def drive_browser(model_dir: Path, cases: list[dict[str, object]], work_dir: Pat
     if proc.returncode != 0:
         raise SpantuneError(f"the browser driver failed (exit {proc.returncode}):\n{proc.stdout}{proc.stderr}")
     return json.loads(result_file.read_text(encoding="utf-8"))
-
-
-def run(args: argparse.Namespace) -> int:
-    server = make_server(Path(args.model_dir), args.host, args.port, Path(args.js_dir), quiet=args.quiet)
-    print(f"spantune demo: {url_of(server)}  (model {args.model_dir}; Ctrl-C to stop)", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-    return 0
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("serve-demo", help="serve the in-browser span corrector demo on localhost",
-                              description="Serve js/demo with an exported model folder (offline, same origin).")
-    p.add_argument("model_dir", metavar="MODEL_DIR", help="folder written by `spantune export` (needs onnx/model_q4.onnx)")
-    p.add_argument("--port", type=int, default=8000, help="TCP port (0 = any free port; default 8000)")
-    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
-    p.add_argument("--js-dir", default=str(DEFAULT_JS_DIR), help="the spantune js/ folder (default: this checkout's)")
-    p.add_argument("--quiet", action="store_true", help="do not log each request")
-    p.set_defaults(func=run)

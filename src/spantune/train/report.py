@@ -1,6 +1,6 @@
 """What a finished run folder shows a person: a loss / exact-match plot and a short model card.
 
-The card's base-model and data-licence lines are shared with the export's card (``export_card``), so the
+The card's base-model and data-licence lines are shared with the export's card (``spantune.export.card``), so the
 licence terms travel with the weights wherever they go.
 """
 

@@ -1,19 +1,19 @@
 """Artifacts for the JavaScript tests: an exported tiny model and what Python computes on it.
 
-``python -m spantune.export_fixture OUT`` (run by ``npm test``'s pretest step) writes into OUT:
+``python -m support.export_fixture OUT`` from tests/ (run by ``npm test``'s pretest step) writes into OUT:
 
 * ``model/``: a tiny random Qwen2 exported by ``spantune export`` (fp32 + q4, parity-checked);
 * ``expected.jsonl``: per prompt, the rendered chat prompt, and Python onnxruntime's greedy token ids,
   raw text and post-processed result for each dtype — Transformers.js must reproduce them exactly;
 * ``random_cases.jsonl``: seeded random inputs (odd whitespace, «», backslashes, combining marks, emoji,
   labels) with Python's clip / select / prompt / post-processing results, in prompt_cases.jsonl's format;
-* ``stamp.json``: a hash of the sources and package versions that produced them. A re-run with the same
-  hash does nothing, so the step costs ~1 s when nothing changed.
+* ``stamp.json``: the sha256 of every spantune and test-support source file the build imported (and of the
+  prompt cases), with the package versions. A re-run that finds them unchanged does nothing, so the step
+  costs ~1 s when nothing changed.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import sys
@@ -22,13 +22,15 @@ from typing import Any
 
 import spantune
 from spantune.errors import SpantuneError
-from spantune.io import atomic_dir, write_json
-from spantune.runinfo import package_versions
+from spantune.io import atomic_dir, sha256_file, write_json
+from spantune.versions import package_versions
 from spantune.schema import SpanExample, dumps, write_jsonl, write_lines
 
-SOURCES = ("prompt.py", "postprocess.py", "schema.py", "tiny.py", "models.py", "export.py", "export_onnx.py",
-           "export_parity.py", "export_card.py", "export_fixture.py", "infer/onnx_backend.py", "infer/torch_backend.py")
-PROMPT_CASES = Path(__file__).resolve().parents[2] / "fixtures" / "prompt_cases.jsonl"
+SUPPORT = Path(__file__).resolve().parent
+FIXTURES = SUPPORT.parents[1] / "fixtures"
+PROMPT_CASES = FIXTURES / "prompt_cases.jsonl"
+#: Where the files a stamp names live: ``ROOT/relative/path``.
+ROOTS = {"spantune": Path(spantune.__file__).resolve().parent, "support": SUPPORT, "fixtures": FIXTURES}
 DTYPES = ("fp32", "q4", "q8")
 #: std of the re-initialised weights: the default 0.02 makes a tiny model repeat one token forever,
 #: which would make "same tokens as Python" a check that cannot fail.
@@ -45,7 +47,7 @@ def lively_tiny_model(out: Path, seed: int = 0, std: float = LIVELY_STD) -> Path
     import torch
     from transformers import AutoModelForCausalLM
 
-    from spantune.tiny import build_tiny_model
+    from support.tiny import build_tiny_model
 
     build_tiny_model(out, seed=seed)
     model = AutoModelForCausalLM.from_pretrained(out)
@@ -56,15 +58,35 @@ def lively_tiny_model(out: Path, seed: int = 0, std: float = LIVELY_STD) -> Path
     return out
 
 
-def source_hash() -> str:
-    root = Path(spantune.__file__).parent
-    h = hashlib.sha256()
-    for name in SOURCES:
-        h.update(name.encode() + b"\0" + (root / name).read_bytes())
-    if PROMPT_CASES.is_file():
-        h.update(PROMPT_CASES.read_bytes())
-    h.update(json.dumps(package_versions(), sort_keys=True).encode())
-    return h.hexdigest()
+def loaded_sources() -> list[str]:
+    """The spantune and test-support files imported so far, as ``ROOT/relative`` names. Taken after a build, they
+    are every source whose change can change the artifacts, so no list of files is kept by hand."""
+    names = set()
+    for module in list(sys.modules.values()):
+        file = getattr(module, "__file__", None)
+        if not file:
+            continue
+        path = Path(file).resolve()
+        for root in ("spantune", "support"):
+            if path.is_relative_to(ROOTS[root]):
+                names.add(f"{root}/{path.relative_to(ROOTS[root]).as_posix()}")
+    return sorted(names)
+
+
+def file_hashes(names: list[str]) -> dict[str, str | None]:
+    """sha256 of each named file (:data:`ROOTS`), None for one that is gone."""
+    paths = {name: ROOTS[name.split("/", 1)[0]] / name.split("/", 1)[1] for name in names}
+    return {name: sha256_file(path) if path.is_file() else None for name, path in paths.items()}
+
+
+def up_to_date(stamp: Path) -> bool:
+    """True when ``stamp`` names the files and package versions a build would use now, all unchanged."""
+    if not stamp.is_file():
+        return False
+    recorded = json.loads(stamp.read_text())
+    files = recorded.get("files")
+    return (isinstance(files, dict) and recorded.get("packages") == package_versions()
+            and files == file_hashes(list(files)))
 
 
 def e2e_examples() -> list[SpanExample]:
@@ -142,9 +164,7 @@ def build(out: Path, force: bool = False) -> bool:
     """(Re)build the artifacts in ``out`` unless its stamp matches; returns whether it built."""
     from spantune.export import ExportOptions, export_model
 
-    digest = source_hash()
-    stamp = out / "stamp.json"
-    if not force and stamp.is_file() and json.loads(stamp.read_text()).get("sources") == digest:
+    if not force and up_to_date(out / "stamp.json"):
         print(f"JS test artifacts in {out} are up to date", file=sys.stderr)
         return False
     examples = e2e_examples()
@@ -155,7 +175,8 @@ def build(out: Path, force: bool = False) -> bool:
                                    verify_data=tmp / "examples.jsonl"))
         write_lines(tmp / "expected.jsonl", (dumps(r) for r in expected_outputs(tmp / "model", examples)))
         write_lines(tmp / "random_cases.jsonl", (dumps(c) for c in random_cases()))
-        write_json(tmp / "stamp.json", {"sources": digest})
+        sources = [*loaded_sources(), f"fixtures/{PROMPT_CASES.name}"]
+        write_json(tmp / "stamp.json", {"files": file_hashes(sources), "packages": package_versions()})
     print(f"wrote JS test artifacts to {out}", file=sys.stderr)
     return True
 
@@ -163,7 +184,7 @@ def build(out: Path, force: bool = False) -> bool:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m spantune.export_fixture", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m support.export_fixture", description=__doc__.splitlines()[0])
     parser.add_argument("out", help="artifact folder (js/test/.artifacts)")
     parser.add_argument("--force", action="store_true", help="rebuild even when the stamp matches")
     args = parser.parse_args(argv)

@@ -60,7 +60,7 @@ class GenerationEval(TrainerCallback):
         model.eval()
         try:
             corrector = TorchCorrector(model, self.tokenizer, max_new_tokens=self.max_new_tokens)
-            mine = corrector.correct_batch(self.examples[rank::world])
+            mine = [corrector.correct(ex) for ex in self.examples[rank::world]]
         finally:
             model.train(was_training)
         if world == 1:

@@ -6,7 +6,7 @@ from typing import Any
 
 from spantune.infer.onnx_backend import DTYPE_SUFFIX
 from spantune.prompt import SYSTEM_PROMPT
-from spantune.train_report import base_model_text, licence_lines, sources_text
+from spantune.train import base_model_text, licence_lines, sources_text
 
 
 def _licence_lines(source: dict[str, Any]) -> list[str]:

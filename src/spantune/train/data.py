@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from spantune.errors import InputError, SpantuneError
-from spantune.infer.torch_backend import stop_token_ids
-from spantune.prompt import encode_prompt
+from spantune.infer.decode import encode_answer, stop_token_ids
 from spantune.schema import SpanExample
 
 IGNORE_INDEX = -100
@@ -61,16 +60,11 @@ def choose_pad_token(tokenizer: Any, requested: str | None = None) -> str:
 
 
 def encode_example(tokenizer: Any, example: SpanExample, stop_ids: Sequence[int]) -> Encoded:
-    """Prompt ids (masked) + reply ids up to and including the first stop token (trained)."""
-    ids = encode_prompt(tokenizer, example, with_answer=True)
-    prompt_ids, reply_ids = ids.prompt, ids.reply
-    end = next((i for i, tok in enumerate(reply_ids) if tok in stop_ids), None)
-    if end is None:  # a template without an end-of-turn marker: EOS is what stops generation
-        reply_ids = [*reply_ids, stop_ids[0]]
-    else:
-        reply_ids = reply_ids[: end + 1]
-    return Encoded(input_ids=prompt_ids + reply_ids, labels=[IGNORE_INDEX] * len(prompt_ids) + reply_ids,
-                   prompt_len=len(prompt_ids))
+    """Prompt ids (masked) + reply ids up to and including the first stop token (trained): the reply as
+    :func:`~spantune.infer.decode.encode_answer` defines it for decoding and the keep margin too."""
+    ids = encode_answer(tokenizer, example, stop_ids)
+    return Encoded(input_ids=ids.prompt + ids.reply, labels=[IGNORE_INDEX] * len(ids.prompt) + ids.reply,
+                   prompt_len=len(ids.prompt))
 
 
 def encode_all(tokenizer: Any, examples: Sequence[SpanExample], max_length: int, path: str,

@@ -1,0 +1,54 @@
+"""The demo's configuration (``configs/demo.yaml``): which model, data, recipe, evaluations, export and Node run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DEFAULT_CONFIG = "configs/demo.yaml"
+
+
+@dataclass
+class DataPart:
+    config: str = "configs/data/default.yaml"  #: the data builder's config
+    overrides: list[str] = field(default_factory=list)  #: ``--section.key value`` tokens for it
+    out: str = "runs/demo/data"  #: train.jsonl, eval.jsonl (real dev: FCE dev + held-out JFLEG), eval_synth.jsonl
+
+
+@dataclass
+class TrainPart:
+    config: str = "configs/train/smollm2-135m_lora_cpu-demo.yaml"
+    overrides: list[str] = field(default_factory=list)  #: ``--section.key value`` tokens for the recipe
+
+
+@dataclass
+class EvalPart:
+    golden: str = "fixtures/span_eval.jsonl"
+    real: bool = True  #: also evaluate on the data build's eval.jsonl (real dev: never trained on)
+    real_sample: int | None = 400  #: seeded sample of that file (it has ~4,600 spans); null = all of it
+    untuned_real: bool = False  #: also score the untuned model on the real sample (~3 s/span on 2 CPU cores)
+    seed: int = 0
+    limit: int | None = None  #: first N examples of each set only (quick runs)
+    max_new_tokens: int = 32
+
+
+@dataclass
+class ExportPart:
+    dtypes: list[str] = field(default_factory=lambda: ["fp32", "q4", "q8"])
+    verify_limit: int | None = 40
+
+
+@dataclass
+class NodePart:
+    enabled: bool = True
+    limit: int | None = None  #: first N golden spans only; None = all (comparable with the other rows)
+
+
+@dataclass
+class DemoConfig:
+    model: str = "embedded"
+    run_dir: str = "runs/demo"
+    data: DataPart = field(default_factory=DataPart)
+    train: TrainPart = field(default_factory=TrainPart)
+    eval: EvalPart = field(default_factory=EvalPart)
+    export: ExportPart = field(default_factory=ExportPart)
+    node: NodePart = field(default_factory=NodePart)
