@@ -39,7 +39,7 @@ def atomic_write(path: str | Path, mode: str = "w", encoding: str | None = "utf-
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | Path, overwrite: bool = True) -> Iterator[Path]:
+def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a temp folder beside ``path``; on success it replaces ``path`` in one rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -48,8 +48,6 @@ def atomic_dir(path: str | Path, overwrite: bool = True) -> Iterator[Path]:
     try:
         yield tmp
         if path.exists():
-            if not overwrite:
-                raise FileExistsError(path)
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             os.replace(path, old)
             os.replace(tmp, path)

@@ -57,7 +57,7 @@ def resolve_dtype(dtype: str, device: str) -> Any:
 
 def adapter_dir(path: Path) -> Path | None:
     """The LoRA adapter folder of a training run (or the adapter folder itself), if any."""
-    for cand in (path, path / "adapter", path / "best", path / "final"):
+    for cand in (path, path / "adapter"):
         if (cand / "adapter_config.json").is_file():
             return cand
     return None

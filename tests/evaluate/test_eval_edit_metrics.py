@@ -10,7 +10,8 @@ import pytest
 
 from spantune.errors import InputError
 from spantune.evaluate.evaluation import select_examples
-from spantune.evaluate.metrics import Columns, EvalRow, breakdowns, compute_metrics, make_row, summarize
+from spantune.evaluate.bootstrap import breakdowns, summarize
+from spantune.evaluate.metrics import Columns, EvalRow, compute_metrics, make_row
 from spantune.evaluate.report import build_report, markdown, print_summary
 from spantune.infer.base import Prediction
 from spantune.postprocess import PostResult

@@ -5,11 +5,10 @@ from __future__ import annotations
 import pytest
 import sacrebleu
 
+from spantune.evaluate.bootstrap import breakdowns, compare, summarize
 from spantune.evaluate.metrics import (
     Columns,
     EvalRow,
-    breakdowns,
-    compare,
     compute_metrics,
     corpus_chrf,
     flag_problem,
@@ -17,7 +16,6 @@ from spantune.evaluate.metrics import (
     normalized_levenshtein,
     sentence_chrf,
     span_length_bucket,
-    summarize,
 )
 from spantune.infer.base import Prediction
 from spantune.postprocess import PostResult, postprocess

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 
 from spantune.errors import InputError, SpantuneError
-from spantune.evaluate.metrics import METRICS, Columns, EvalRow, group_positions, point_metrics
+from spantune.evaluate.bootstrap import group_positions
+from spantune.evaluate.metrics import METRICS, Columns, EvalRow, point_metrics
 from spantune.evaluate.report import fmt, markdown_table
 from spantune.io import atomic_write
 from spantune.infer.keep import keeps_span

@@ -10,17 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from spantune.evaluate.metrics import (
-    METRICS,
-    Columns,
-    EvalRow,
-    breakdowns,
-    compare,
-    exact_match,
-    flag_problem,
-    group_positions,
-    summarize,
-)
+from spantune.evaluate.bootstrap import breakdowns, compare, group_positions, summarize
+from spantune.evaluate.metrics import METRICS, Columns, EvalRow, exact_match, flag_problem
 from spantune.io import atomic_write, write_json
 from spantune.runinfo import git_commit
 from spantune.versions import package_versions
