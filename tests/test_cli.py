@@ -1,12 +1,16 @@
 from __future__ import annotations
 
+import argparse
 import json
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from spantune.cli import main
+import pytest
+
+from spantune.cli import COMMANDS, build_parser, main
 
 GOOD = {"ctx_before": "She said", "span_in": "it are", "ctx_after": " fine.", "span_out": "it is"}
 
@@ -67,9 +71,35 @@ def test_fix_on_tiny_model(tiny_model_dir: Path, tmp_path: Path, capsys) -> None
     assert {"prediction", "raw", "overrun", "verbose", "fallback", "latency_s"} <= set(row)
 
 
-def test_help_lists_subcommands(capsys) -> None:
-    proc = subprocess.run([sys.executable, "-m", "spantune", "--help"], capture_output=True, text=True, timeout=60)
+def test_help_lists_subcommands_without_loading_torch() -> None:
+    """Building the parser imports every command module, so a top-level torch import there would slow every call."""
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "spantune", "--help"], capture_output=True,
+                          text=True, timeout=60)
     assert proc.returncode == 0 and "fix" in proc.stdout and "data" in proc.stdout
+    heavy = [line for line in proc.stderr.splitlines() if re.search(r"\|\s*(torch|transformers|trl)\b", line)]
+    assert not heavy, heavy
+
+
+def _subcommands(parser: argparse.ArgumentParser, prefix: str = "") -> list[str]:
+    """Every subcommand argparse knows, in help order, a group's children right after it ("data", "data check")."""
+    names: list[str] = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                names += [prefix + name, *_subcommands(sub, f"{prefix}{name} ")]
+    return names
+
+
+def test_help_order_is_the_command_table() -> None:
+    assert _subcommands(build_parser()) == list(COMMANDS)
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_help_of_every_command(command: str, capsys) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main([*command.split(), "--help"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: spantune {command} ")
 
 
 _SIGTERM_IN_FINALISER = """

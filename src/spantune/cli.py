@@ -8,17 +8,33 @@ import importlib
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from spantune import __version__
 from spantune.errors import SpantuneError
 
-#: Stage modules that add their own subcommands through ``register(subparsers)``.
-COMMAND_MODULES: list[str] = ["spantune.train.commands", "spantune.evaluate.commands", "spantune.demo.commands",
-                             "spantune.export.commands"]
-#: Modules that add subcommands under ``spantune data``.
-DATA_COMMAND_MODULES: list[str] = ["spantune.data.commands"]
+#: Every subcommand, in the order ``spantune --help`` lists them, with the function that adds its parser (and,
+#: through ``set_defaults(func=...)``, the command it runs). "data check" goes under "data"; a group's function
+#: returns the subparsers its children go into. Named as strings, imported only when the parser is built.
+COMMANDS: dict[str, str] = {
+    "fix": "spantune.cli:add_fix",
+    "data": "spantune.data.commands:add_data",
+    "data check": "spantune.data.commands:add_check",
+    "data build": "spantune.data.commands:add_build",
+    "data split": "spantune.data.commands:add_split",
+    "data stats": "spantune.data.commands:add_stats",
+    "train": "spantune.train.commands:add_train",
+    "eval": "spantune.evaluate.commands:add_eval",
+    "eval trend": "spantune.evaluate.commands:add_trend",
+    "eval gate": "spantune.evaluate.commands:add_gate",
+    "calibrate": "spantune.evaluate.commands:add_calibrate",
+    "demo": "spantune.demo.commands:add_demo",
+    "serve-demo": "spantune.demo.commands:add_serve_demo",
+    "export": "spantune.export.commands:add_export",
+}
+#: What a ``COMMANDS`` function does: add one parser; a group returns the subparsers for its children.
+AddParser = Callable[[argparse._SubParsersAction], argparse._SubParsersAction | None]
 
 
 def _cmd_fix(args: argparse.Namespace) -> int:
@@ -48,39 +64,9 @@ def _cmd_fix(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_check(args: argparse.Namespace) -> int:
-    from spantune.schema import check_jsonl, dumps, write_lines
-
-    if args.skip_bad and args.out is None:
-        raise SpantuneError("--skip-bad needs --out OUT")
-    good_lines: list[str] = []
-    reject_lines: list[str] = []
-    n_good = n_bad = 0
-    for path in args.files:
-        result = check_jsonl(path, clip=args.clip, max_context=args.max_context)
-        for _, err, raw in result.bad:
-            print(err, file=sys.stderr)
-            reject_lines.append(dumps({"file": str(path), "line": err.line, "field": err.field,
-                                       "error": err.message, "raw": raw[:2000]}))
-        n_good += len(result.good)
-        n_bad += len(result.bad)
-        good_lines += [dumps(ex.to_dict()) if args.clip else raw for _, ex, raw in result.good]
-    print(f"{n_good} good, {n_bad} bad line(s) in {len(args.files)} file(s)")
-    if args.skip_bad:
-        write_lines(args.out, good_lines)
-        rejects = args.rejects or f"{args.out}.rejects.jsonl"
-        write_lines(rejects, reject_lines)
-        print(f"wrote {n_good} good line(s) to {args.out} and {n_bad} reject(s) to {rejects}")
-        return 0
-    return 1 if n_bad else 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="spantune", description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--version", action="version", version=f"spantune {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    fix = sub.add_parser("fix", help="correct one span (or a JSONL file of spans) with a model")
+def add_fix(subparsers: argparse._SubParsersAction) -> None:
+    """``spantune fix``: lives here because its library code (``infer/``) has no ``commands.py``."""
+    fix = subparsers.add_parser("fix", help="correct one span (or a JSONL file of spans) with a model")
     fix.add_argument("--model", default="embedded", help="hub id, local folder, training run folder, or 'embedded'")
     fix.add_argument("--before", default="", help="text before the span (clipped to 60 characters)")
     fix.add_argument("--span", help="the span to correct")
@@ -95,21 +81,22 @@ def build_parser() -> argparse.ArgumentParser:
                           "the model's calibrated margin from `spantune calibrate`, else 0)")
     fix.set_defaults(func=_cmd_fix)
 
-    data = sub.add_parser("data", help="check, build, split and describe span datasets")
-    data_sub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
-    check = data_sub.add_parser("check", help="validate span/chat JSONL files, reporting every bad line")
-    check.add_argument("files", nargs="+", help="JSONL files")
-    check.add_argument("--clip", action="store_true", help="clip over-long contexts at a word boundary")
-    check.add_argument("--max-context", type=int, default=60)
-    check.add_argument("--skip-bad", action="store_true", help="write good lines to --out, bad ones to a reject file")
-    check.add_argument("--out", help="where --skip-bad writes the good lines")
-    check.add_argument("--rejects", help="reject file (default OUT.rejects.jsonl)")
-    check.set_defaults(func=_cmd_check)
 
-    for name in DATA_COMMAND_MODULES:
-        importlib.import_module(name).register(data_sub)
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+def _resolve(target: str) -> AddParser:
+    """``"module:function"`` → the function; the import happens here so that ``import spantune.cli`` stays light."""
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole ``spantune`` parser, built from :data:`COMMANDS`."""
+    parser = argparse.ArgumentParser(prog="spantune", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--version", action="version", version=f"spantune {__version__}")
+    groups = {"": parser.add_subparsers(dest="command", metavar="COMMAND")}
+    for name, target in COMMANDS.items():
+        children = _resolve(target)(groups[name.rpartition(" ")[0]])
+        if children is not None:
+            groups[name] = children
     return parser
 
 

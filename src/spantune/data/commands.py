@@ -1,13 +1,42 @@
-"""``spantune data build | split | stats``: registered under the lead's ``spantune data`` group."""
+"""``spantune data check | build | split | stats``: each subcommand's arguments, and the command that runs it."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
 from spantune.config import add_override_options, overrides_from_args
 from spantune.data.config import DataConfig
+from spantune.errors import SpantuneError
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from spantune.schema import check_jsonl, dumps, write_lines
+
+    if args.skip_bad and args.out is None:
+        raise SpantuneError("--skip-bad needs --out OUT")
+    good_lines: list[str] = []
+    reject_lines: list[str] = []
+    n_good = n_bad = 0
+    for path in args.files:
+        result = check_jsonl(path, clip=args.clip, max_context=args.max_context)
+        for _, err, raw in result.bad:
+            print(err, file=sys.stderr)
+            reject_lines.append(dumps({"file": str(path), "line": err.line, "field": err.field,
+                                       "error": err.message, "raw": raw[:2000]}))
+        n_good += len(result.good)
+        n_bad += len(result.bad)
+        good_lines += [dumps(ex.to_dict()) if args.clip else raw for _, ex, raw in result.good]
+    print(f"{n_good} good, {n_bad} bad line(s) in {len(args.files)} file(s)")
+    if args.skip_bad:
+        write_lines(args.out, good_lines)
+        rejects = args.rejects or f"{args.out}.rejects.jsonl"
+        write_lines(rejects, reject_lines)
+        print(f"wrote {n_good} good line(s) to {args.out} and {n_bad} reject(s) to {rejects}")
+        return 0
+    return 1 if n_bad else 0
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
@@ -68,8 +97,26 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(data_sub: argparse._SubParsersAction) -> None:
-    """Add build, split and stats to the ``spantune data`` subparsers."""
+def add_data(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAction:
+    """The ``spantune data`` group; returns its subparsers, which the other functions here add to."""
+    data = subparsers.add_parser("data", help="check, build, split and describe span datasets")
+    return data.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
+
+
+def add_check(data_sub: argparse._SubParsersAction) -> None:
+    """``spantune data check FILE ... [--clip] [--skip-bad --out OUT]``."""
+    check = data_sub.add_parser("check", help="validate span/chat JSONL files, reporting every bad line")
+    check.add_argument("files", nargs="+", help="JSONL files")
+    check.add_argument("--clip", action="store_true", help="clip over-long contexts at a word boundary")
+    check.add_argument("--max-context", type=int, default=60)
+    check.add_argument("--skip-bad", action="store_true", help="write good lines to --out, bad ones to a reject file")
+    check.add_argument("--out", help="where --skip-bad writes the good lines")
+    check.add_argument("--rejects", help="reject file (default OUT.rejects.jsonl)")
+    check.set_defaults(func=_cmd_check)
+
+
+def add_build(data_sub: argparse._SubParsersAction) -> None:
+    """``spantune data build [--config FILE] [--out DIR] [--section.key VALUE ...]``."""
     build = data_sub.add_parser("build", help="build train/eval span JSONL from real corrections and synthetic errors",
                                 allow_abbrev=False,
                                 description="Any scalar config key can be overridden as --section.key VALUE.")
@@ -78,6 +125,9 @@ def register(data_sub: argparse._SubParsersAction) -> None:
     add_override_options(build, DataConfig)
     build.set_defaults(func=_cmd_build)
 
+
+def add_split(data_sub: argparse._SubParsersAction) -> None:
+    """``spantune data split FILE --out DIR [--eval-fraction F] [--seed N]``."""
     split = data_sub.add_parser("split", help="stratified train/eval split (tag x span length x source, by sentence)")
     split.add_argument("file", help="span JSONL")
     split.add_argument("--out", required=True, help="folder for train.jsonl and eval.jsonl")
@@ -85,6 +135,9 @@ def register(data_sub: argparse._SubParsersAction) -> None:
     split.add_argument("--seed", type=int, default=13)
     split.set_defaults(func=_cmd_split)
 
+
+def add_stats(data_sub: argparse._SubParsersAction) -> None:
+    """``spantune data stats FILE [--png PATH]``."""
     stats = data_sub.add_parser("stats", help="table of counts per tag, language, source, span length; PNG chart")
     stats.add_argument("file", help="span JSONL")
     stats.add_argument("--png", help="chart path (default FILE.stats.png)")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 from spantune.demo.config import DEFAULT_CONFIG
 
@@ -33,11 +32,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: Any) -> None:
-    """``spantune demo [--config configs/demo.yaml] [--force] [--set SECTION.KEY=VALUE ...]`` and
-    ``spantune serve-demo MODEL_DIR [--port N] [--host H] [--js-dir DIR] [--quiet]``."""
-    from spantune.infer.node_backend import DEFAULT_JS_DIR
-
+def add_demo(subparsers: argparse._SubParsersAction) -> None:
+    """``spantune demo [--config configs/demo.yaml] [--force] [--set SECTION.KEY=VALUE ...]``."""
     p = subparsers.add_parser(
         "demo", help="the whole pipeline on the embedded model: data, train, eval, export, Node",
         description="Build the data, evaluate the untuned model, fine-tune, evaluate the tuned model beside identity "
@@ -48,6 +44,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a config key, e.g. --set eval.limit=20 (repeatable)")
     p.set_defaults(func=cmd_demo)
+
+
+def add_serve_demo(subparsers: argparse._SubParsersAction) -> None:
+    """``spantune serve-demo MODEL_DIR [--port N] [--host H] [--js-dir DIR] [--quiet]``."""
+    from spantune.infer.node_backend import DEFAULT_JS_DIR
 
     s = subparsers.add_parser("serve-demo", help="serve the in-browser span corrector demo on localhost",
                               description="Serve js/demo with an exported model folder (offline, same origin).")

@@ -1,4 +1,4 @@
-"""``spantune eval`` (with ``eval trend`` and ``eval gate``) and ``spantune calibrate``: parse the arguments, call
+"""``spantune eval``, ``eval trend``, ``eval gate`` and ``spantune calibrate``: parse the arguments, call
 the library (:func:`~spantune.evaluate.evaluation.run_eval` and friends), print the outcome."""
 
 from __future__ import annotations
@@ -7,7 +7,6 @@ import argparse
 import re
 import sys
 from pathlib import Path
-from typing import Any
 
 from spantune.errors import SpantuneError
 from spantune.evaluate.evaluation import EvalInterrupted, Report, regate, run_eval
@@ -121,10 +120,8 @@ def cmd_gate(args: argparse.Namespace) -> int:
     return _print_outcome(regate(args.run, args.gates))
 
 
-def register(subparsers: Any) -> None:
-    """Add ``spantune eval`` (and its ``trend`` and ``gate`` subcommands) and ``spantune calibrate`` to the CLI."""
-    from spantune.evaluate.margin import DEFAULT_MAX_MARGIN, DEFAULT_STEP
-
+def add_eval(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAction:
+    """``spantune eval``; returns the subparsers that ``eval trend`` and ``eval gate`` go into."""
     p = subparsers.add_parser(
         "eval", help="evaluate a system on span data: metrics with CIs, breakdowns, report, gates",
         description="Evaluate a system with the production prompt and post-processing. Systems: a transformers "
@@ -151,15 +148,28 @@ def register(subparsers: Any) -> None:
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.set_defaults(func=cmd_eval)
-    sub = p.add_subparsers(dest="eval_command", metavar="{trend,gate}")
-    trend = sub.add_parser("trend", help="plot metrics across the report.json files under DIR")
+    return p.add_subparsers(dest="eval_command", metavar="{trend,gate}")
+
+
+def add_trend(eval_sub: argparse._SubParsersAction) -> None:
+    """``spantune eval trend DIR [--out PNG]``."""
+    trend = eval_sub.add_parser("trend", help="plot metrics across the report.json files under DIR")
     trend.add_argument("dir", help="folder holding eval run folders")
     trend.add_argument("--out", help="chart path (default DIR/trend.png)")
     trend.set_defaults(func=cmd_trend)
-    gate = sub.add_parser("gate", help="check a gates YAML against a stored eval run")
+
+
+def add_gate(eval_sub: argparse._SubParsersAction) -> None:
+    """``spantune eval gate RUN --gates FILE``."""
+    gate = eval_sub.add_parser("gate", help="check a gates YAML against a stored eval run")
     gate.add_argument("run", help="eval run folder or its report.json")
     gate.add_argument("--gates", required=True, help="gates YAML")
     gate.set_defaults(func=cmd_gate)
+
+
+def add_calibrate(subparsers: argparse._SubParsersAction) -> None:
+    """``spantune calibrate --model M --data FILE [--target SHARE] ...``."""
+    from spantune.evaluate.margin import DEFAULT_MAX_MARGIN, DEFAULT_STEP
 
     cal = subparsers.add_parser(
         "calibrate", help="calibrate the model's keep margin on span data (its default from then on)",

@@ -49,7 +49,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: Any) -> None:
+def add_export(subparsers: argparse._SubParsersAction) -> None:
+    """``spantune export --model M --out DIR [--dtypes ...] [--no-verify] [--push-to-hub ORG/NAME] ...``."""
     p = subparsers.add_parser("export", help="merge, export to ONNX with KV cache, quantize to 4 bits, check parity",
                               description="Merge a training run's LoRA adapter (or take any model), export it to "
                               "ONNX with past key values, quantize to 4 bits, and check parity with PyTorch.")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Any
 
 from spantune.config import add_override_options, overrides_from_args
 from spantune.train.config import TrainConfig
@@ -34,7 +33,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: Any) -> None:
+def add_train(subparsers: argparse._SubParsersAction) -> None:
     """``spantune train --config FILE [--section.key VALUE ...] [--resume] [--qlora] [--out RUN_DIR]``."""
     p = subparsers.add_parser("train", help="LoRA/QLoRA fine-tuning on span data", allow_abbrev=False,
                               usage="spantune train --config FILE [--section.key VALUE ...] [--resume] [--qlora] "
