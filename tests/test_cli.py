@@ -104,8 +104,8 @@ def test_help_of_every_command(command: str, capsys) -> None:
 
 _SIGTERM_IN_FINALISER = """
 import os, signal, time
-from spantune.cli import install_interrupt_handlers
-install_interrupt_handlers()
+from spantune import interrupts
+interrupts.install()
 class Finalised:
     def __del__(self):
         os.kill(os.getpid(), signal.SIGTERM)

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import _thread
 import argparse
 import importlib
-import signal
 import sys
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from spantune import __version__
+from spantune import __version__, interrupts
 from spantune.errors import SpantuneError
 
 #: Every subcommand, in the order ``spantune --help`` lists them, with the function that adds its parser (and,
@@ -100,34 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    """SIGTERM (``kill``, a job scheduler, a CI timeout) takes the Ctrl-C path: temp folders and files are
-    removed, training saves its checkpoint, and the next run resumes instead of finding half-written work."""
-    raise KeyboardInterrupt
-
-
-def _resend_swallowed_interrupt(unraisable: sys.UnraisableHookArgs) -> None:
-    """Python prints and drops an exception raised inside a finaliser (``__del__``), so a signal that lands there
-    would be lost and the job would run on; send it again so it reaches ``main`` at the next safe point.
-
-    It is sent a moment later from a timer thread because a re-raise from this one (``os.kill``,
-    ``interrupt_main``) runs the handler at once, inside this hook, where Python drops it the same way."""
-    if unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt):
-        resend = threading.Timer(0.05, _thread.interrupt_main, args=(signal.SIGTERM,))
-        resend.daemon = True
-        resend.start()
-        return
-    sys.__unraisablehook__(unraisable)
-
-
-def install_interrupt_handlers() -> None:
-    """Make SIGTERM behave like Ctrl-C, and never lose either to a finaliser (see the two functions above)."""
-    signal.signal(signal.SIGTERM, _interrupt)
-    sys.unraisablehook = _resend_swallowed_interrupt
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    install_interrupt_handlers()
+    interrupts.install()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -139,5 +110,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"spantune: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        interrupts.ignore_further()
         print("spantune: interrupted", file=sys.stderr)
         return 130

@@ -80,6 +80,22 @@ def test_candidates_apply_every_other_edit_in_the_paragraph(tmp_path):
     assert cluster.text_in == fixed.replace("would like to go", "want go")
 
 
+def test_a_deleted_word_takes_its_space_along(tmp_path):
+    """BEA offsets cover the deleted word only; the corrected text must not keep its space ("more  things")."""
+    text = "We saw more different things there. Then we left it."
+    edits = [[*_at(text, "different"), "", "UJ"],       # mid-sentence: takes the space after it
+             [*_at(text, "it"), "", "UN"],              # before the full stop: takes the space before it
+             [*_at(text, "saw"), "", "UV"], [_at(text, "more")[0], _at(text, "more")[0], "many ", "MD"],
+             [*_at(text, "things"), "stuff", "RN"], [*_at(text, "there"), "", "UY"]]
+    counts: Counter[str] = Counter()
+    pairs = read_bea([write_bea(tmp_path / "a.json", [essay(text, edits)])], name="toy", counts=counts)
+    # "there": the edit of "things" touches its space, so that space stays where the annotator left it.
+    assert [p.corrections[0].text for p in pairs] == ["We many more stuff .", "Then we left."]
+    assert counts["bea_deletion_took_its_space"] == 3
+    spans = [(c.text_in, c.text_out) for c in document_candidates(pairs[0], DataConfig(), Counter())]
+    assert ("We many more different things there. Then we left.", "We many more stuff . Then we left.") in spans
+
+
 def test_clusters_split_when_too_long():
     para = "one two three four five six seven"
     edits = [CharEdit(0, 3, "1", "typo", ""), CharEdit(4, 7, "2 2 2 2 2 2", "typo", "")]

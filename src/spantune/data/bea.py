@@ -119,6 +119,28 @@ def _without_nesting(edits: list[tuple[int, int, str, str | None]], counts: Coun
     return kept
 
 
+def _deletions_take_a_space(text: str, edits: list[tuple[int, int, str, str | None]],
+                            counts: Counter[str]) -> list[tuple[int, int, str, str | None]]:
+    """A deleted word takes one of the spaces around it along (BEA offsets cover the word only), so corrected
+    text reads as a person would write it: "more different things" -> "more things", not "more  things";
+    "act consequently." -> "act.", not "act .". Left as annotated where a neighbouring edit touches that space.
+    """
+    out = list(edits)
+    for k, (s, e, c, code) in enumerate(out):
+        if c or s == e or (s > 0 and text[s - 1] not in " \n"):
+            continue
+        before_free = k == 0 or out[k - 1][1] < s - 1
+        after_free = k + 1 == len(out) or out[k + 1][0] > e
+        if e < len(text) and text[e] == " " and after_free:
+            out[k] = (s, e + 1, c, code)
+        elif s > 0 and text[s - 1] == " " and before_free and (e == len(text) or text[e] in "\n,.;:!?"):
+            out[k] = (s - 1, e, c, code)
+        else:
+            continue
+        counts["bea_deletion_took_its_space"] += 1
+    return out
+
+
 def _sentence_ranges(paragraph: str, edits: list[CharEdit]) -> list[tuple[int, int]]:
     """Sentence ranges of a paragraph; a boundary inside an edit joins the two sentences."""
     cuts = [m.end() for m in _SENTENCE_END.finditer(paragraph)]
@@ -131,7 +153,7 @@ def _essay_pairs(record: dict, path: str | Path, lineno: int, name: str, counts:
     text = _field(record.get("text"), path, lineno, "text", str, "the essay as a string")
     essay = str(record.get("id", lineno))
     found, unresolved = _edits_of(record, text, path, lineno, counts)  # type: ignore[arg-type]
-    edits = _without_nesting(found, counts)
+    edits = _deletions_take_a_space(text, _without_nesting(found, counts), counts)  # type: ignore[arg-type]
     pairs: list[Pair] = []
     offset = 0
     for p_index, paragraph in enumerate(text.split("\n")):  # type: ignore[union-attr]

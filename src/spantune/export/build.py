@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from spantune import interrupts
 from spantune.errors import SpantuneError
 from spantune.export.folder import (carry_keep_margin, check_rope_config, file_hashes, generation_config, make_readable,
                                     onnx_sizes, run_card, save_merged, set_transformersjs_config, source_info)
@@ -54,6 +55,7 @@ class Steps:
         print(f"[{self.done}/{self.total}] {what} ...", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
         yield
+        interrupts.check()
         seconds = time.perf_counter() - t0
         print(f"[{self.done}/{self.total}] {what}: done in {seconds:.1f} s", file=sys.stderr, flush=True)
 
