@@ -14,6 +14,7 @@ from spantune.demo.config import DemoConfig
 from spantune.demo.report import side_by_side
 from spantune.demo.steps import Contender, Demo
 from spantune.errors import SpantuneError
+from spantune.schema import read_jsonl
 
 
 def _cache(tmp_path: Path, force: bool = False) -> StepCache:
@@ -116,6 +117,17 @@ def test_identity_eval_is_real_and_cached(tmp_path: Path, golden_path: Path,
     assert rows[0][0] == "identity" and rows[0][1] == f"{100 * noop:.1f}%"
 
 
+def test_an_eval_whose_inputs_changed_starts_from_an_empty_folder(tmp_path: Path, golden_path: Path) -> None:
+    """A new model (here: another limit) re-runs its evaluation into the folder the old one left."""
+    cfg = DemoConfig(run_dir=str(tmp_path / "run"))
+    sets = {"golden": (str(golden_path), "digest")}
+    for limit in (5, 3):
+        cfg.eval.limit = limit
+        demo = Demo(cfg, force=False, console=Console(file=io.StringIO()))
+        demo.evaluate(6, Contender("identity", "identity"), sets)
+        assert demo.evals[("identity", "golden")]["n"] == limit
+
+
 @pytest.mark.slow
 def test_demo_end_to_end_on_the_tiny_model(tmp_path: Path, tiny_model_dir: Path, golden_path: Path,
                                            jfleg_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -132,6 +144,7 @@ def test_demo_end_to_end_on_the_tiny_model(tmp_path: Path, tiny_model_dir: Path,
                            "--train.threads", "1", "--eval.steps", "0"]
     cfg.eval.golden = str(golden_path)
     cfg.eval.limit = 4
+    cfg.eval.real_sample, cfg.eval.calibration_sample = 6, 12
     cfg.export.verify_limit = 2
     cfg.node.limit = 3
     cfg.node.enabled = shutil.which("node") is not None and (DEFAULT_JS_DIR / "node_modules").is_dir()
@@ -146,6 +159,13 @@ def test_demo_end_to_end_on_the_tiny_model(tmp_path: Path, tiny_model_dir: Path,
     assert all(step["status"] == "done" for step in state["steps"].values())
     assert (tmp_path / "run" / "train" / "adapter" / "adapter_config.json").is_file()
     assert (tmp_path / "run" / "export" / "onnx" / "model_q4.onnx").is_file()
+    # The keep margin is calibrated on real-dev spans outside the reported sample, and the export carries it.
+    calibrated = {e.id for e in read_jsonl(tmp_path / "run" / "data-calibration-sample.jsonl")}
+    reported = {e.id for e in read_jsonl(tmp_path / "run" / "data-real-sample.jsonl")}
+    assert calibrated and not calibrated & reported
+    margin = json.loads((tmp_path / "run" / "train" / "keep_margin.json").read_text())["margin"]
+    assert json.loads((tmp_path / "run" / "export" / "keep_margin.json").read_text())["margin"] == margin
+    assert f"- keep margin: {margin:g} nats" in text
 
     def refuse(*args, **kwargs):
         pytest.fail("a cached step ran again")

@@ -88,7 +88,11 @@ def write_report(run_dir: Path, model: str, steps: list[tuple[str, str, float]],
     lines += ["## Training", "", f"- run folder: `{t['run_dir']}` (model card: `{t['run_dir']}/README.md`)",
               f"- steps: {t.get('global_step')}, runtime {duration(t.get('train_runtime_s') or 0)}, "
               f"{t.get('tokens_per_s')} tokens/s, last loss {t.get('last_loss')}",
-              f"- best checkpoint: {t.get('best')}", ""]
+              f"- best checkpoint: {t.get('best')}"]
+    if "keep_margin" in t:
+        lines.append(f"- keep margin: {t['keep_margin']:g} nats, calibrated to leave {100 * t['noop_kept']:.1f} % of "
+                     f"correct real-dev spans unchanged (`{t['run_dir']}/keep_margin.md`); every tuned row uses it")
+    lines.append("")
     e = exported.result
     lines += ["## Export", "", f"- folder: `{e['dir']}`"]
     for dtype, size in e["onnx_bytes"].items():

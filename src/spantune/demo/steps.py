@@ -23,14 +23,18 @@ class Contender:
     inputs: dict[str, Any] = field(default_factory=dict)  #: what else its evals read (file digests), for the key
 
 
-def sample_jsonl(src: Path, n: int | None, seed: int, dst: Path) -> Path:
+def sample_jsonl(src: Path, n: int | None, seed: int, dst: Path, exclude: Path | None = None) -> Path:
     """``n`` examples of ``src`` drawn with ``seed``, in file order, written to ``dst`` (``src`` itself if n
-    is None or covers the file). Deterministic, so the eval steps that read it stay cached."""
+    is None or covers the file and nothing is excluded); none whose id is in ``exclude`` (a JSONL file).
+    Deterministic, so the eval steps that read it stay cached."""
     from spantune.schema import read_jsonl, write_jsonl
     from spantune.train import seeded_subset
 
     examples = read_jsonl(src)
-    if n is None or n >= len(examples):
+    if exclude is not None:
+        taken = {e.id for e in read_jsonl(exclude)}
+        examples = [e for e in examples if e.id not in taken] if exclude != src else []
+    elif n is None or n >= len(examples):
         return src
     sample = [examples[i] for i in seeded_subset(len(examples), n, seed)]
     if not dst.is_file() or read_jsonl(dst) != sample:
@@ -118,7 +122,8 @@ class Demo:
             from spantune.evaluate import run_eval
             from spantune.evaluate.report import print_summary
 
-            resume = resume and (fresh_dir(out, resume) / "run.json").is_file()
+            resume = resume and (out / "run.json").is_file()
+            fresh_dir(out, resume)  # a changed key (a new model, other data) starts from an empty folder
             report = run_eval(system.spec, path, out=out, limit=limit, dtype=system.dtype,
                               max_new_tokens=self.cfg.eval.max_new_tokens, resume=resume)
             print_summary(report.content)
@@ -154,6 +159,39 @@ class Demo:
             return {**summary, "run_dir": str(out), "outputs": [summary["adapter"]]}
 
         return self.cache.run("train", self.title(4, f"fine-tune ({tcfg.config})"), inputs, run)
+
+    def calibrate(self, trained: Done, data: Done, sets: dict[str, tuple[str, str]]) -> Done:
+        """The tuned model's keep margin (keep_margin.json in its run folder, carried by the export), calibrated
+        on real-dev spans outside the reported sample; the ``trained`` step itself when calibration is off."""
+        ecfg = self.cfg.eval
+        if not ecfg.calibration_sample or not ecfg.real:
+            return trained
+        from spantune.schema import read_jsonl
+
+        path = sample_jsonl(Path(data.result["files"]["eval"]), ecfg.calibration_sample, ecfg.seed,
+                            self.run_dir / "data-calibration-sample.jsonl", exclude=Path(sets["real"][0]))
+        if not any(e.span_out == e.span_in for e in read_jsonl(path)):
+            self.console.print(f"[yellow]-[/] {self.title(4, 'keep margin')}: not calibrated (no span needing no fix "
+                               "outside the reported sample; eval.real_sample takes them all): margin 0")
+            return trained
+        inputs = {"train": trained.key, "data": str(path), "data_sha256": file_digest(path),
+                  "target": ecfg.keep_target, "max_new_tokens": ecfg.max_new_tokens}
+
+        def run(resume: bool) -> dict[str, Any]:
+            from spantune.evaluate.margin import calibrate, margin_grid
+            from spantune.evaluate.report import fmt
+            from spantune.infer.keep import KEEP_MARGIN_FILE
+
+            folder, record = calibrate(trained.result["run_dir"], path, margin_grid(), target=ecfg.keep_target,
+                                       seed=ecfg.seed)
+            self.console.print(f"keep margin {record['margin']:g} nats leaves {fmt('noop_false_edit_rate', record['noop_kept'])} of the "
+                               f"spans needing no fix unchanged ({fmt('noop_false_edit_rate', record['at_zero']['noop_kept'])} at 0); "
+                               f"edit precision {fmt('edit_precision', record['at_zero']['edit_precision'])} -> "
+                               f"{fmt('edit_precision', record['edit_precision'])}")
+            return {**trained.result, "keep_margin": record["margin"], "noop_kept": record["noop_kept"],
+                    "outputs": [str(folder / KEEP_MARGIN_FILE)]}
+
+        return self.cache.run("calibrate", self.title(4, f"keep margin, calibrated on {path}"), inputs, run)
 
     def export(self, trained: Done) -> Done:
         from spantune.export import ExportOptions, export_model, parse_dtypes
@@ -211,7 +249,7 @@ def run_demo(cfg: DemoConfig, force: bool = False) -> Path:
     sets = demo.datasets(data)
     untuned = Contender("untuned", cfg.model, upstream=model.key)
     demo.evaluate(3, untuned, sets if cfg.eval.untuned_real else {"golden": sets["golden"]})
-    trained = demo.train(model, data)
+    trained = demo.calibrate(demo.train(model, data), data, sets)
     demo.evaluate(5, Contender("tuned", trained.result["run_dir"], upstream=trained.key), sets)
     for system in (Contender("identity", "identity"), Contender("Harper", "harper")):
         demo.evaluate(6, system, sets)

@@ -54,42 +54,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    """Decode ``--data`` once with keep scoring (:func:`run_eval` at margin 0), sweep the margins, and
-    write the calibrated margin (keep_margin.json), the sweep table and its plot into the model's folder."""
-    from spantune.evaluate.margin import (ALL, calibration, check_scored, margin_grid, plot_sweep, smallest_margin,
-                                          sweep, sweep_markdown)
+    """``spantune calibrate``: :func:`~spantune.evaluate.margin.calibrate`, then what it chose."""
+    from spantune.evaluate.margin import calibrate, margin_grid
     from spantune.evaluate.report import fmt
-    from spantune.evaluate.runner import PREDICTIONS, read_predictions
-    from spantune.infer.keep import KEEP_MARGIN_FILE, NO_MODEL_SYSTEMS, margin_folder
-    from spantune.io import atomic_dir, atomic_write, sha256_file, write_json
-    from spantune.models import EXPORT_PREFIXES
+    from spantune.infer.keep import KEEP_MARGIN_FILE
 
-    if not 0 < args.target <= 1:
-        raise SpantuneError(f"--target {args.target}: must be a share in (0, 1], e.g. 0.95")
-    margins = margin_grid(args.max_margin, args.step)
-    if args.model in NO_MODEL_SYSTEMS:
-        raise SpantuneError(f"--model {args.model}: calibrate needs a model with log-probabilities")
-    if args.model.startswith(EXPORT_PREFIXES) and not args.out:
-        raise SpantuneError(f"--model {args.model}: calibrate the model it was exported from and export again (the "
-                            "export carries the margin to onnxruntime and JS), or pass --out DIR")
-    folder = Path(args.out) if args.out else margin_folder(args.model)
-    if folder is None:
-        raise SpantuneError(f"--model {args.model}: not a model or run folder, so there is no folder to keep its "
-                            "calibration in; pass --out DIR (and later --keep-margin M explicitly)")
-    with atomic_dir(folder / "keep_margin_eval") as run:
-        run_eval(args.model, args.data, out=run, limit=args.limit, dtype=args.dtype, device=args.device,
-                 keep_margin=0, score_keep=True, n_boot=100, seed=args.seed)
-        rows = read_predictions(run / PREDICTIONS)
-        check_scored(rows, str(run / PREDICTIONS))
-    result = sweep(rows, margins)
-    record = {**calibration(result[ALL], args.target), "model": args.model,
-              "data": {"path": str(args.data), "sha256": sha256_file(args.data)}, "limit": args.limit,
-              "predictions": str(folder / "keep_margin_eval" / PREDICTIONS)}
-    best = {group: smallest_margin(points, args.target) for group, points in result.items()}
-    with atomic_write(folder / "keep_margin.md") as fh:
-        fh.write(sweep_markdown(result, best, args.target))
-    plot_sweep(result, folder / "keep_margin.png")
-    write_json(folder / KEEP_MARGIN_FILE, record)
+    folder, record = calibrate(args.model, args.data, margin_grid(args.max_margin, args.step), target=args.target,
+                               out=Path(args.out) if args.out else None, limit=args.limit, dtype=args.dtype,
+                               device=args.device, seed=args.seed)
     share = f"{100 * record['noop_kept']:.1f} % of the spans that need no fix unchanged"
     if record["reached"]:
         print(f"calibrated keep margin: {record['margin']:g} nats keeps {share} "

@@ -129,3 +129,43 @@ def plot_sweep(result: dict[str, list[dict[str, Any]]], path: Path) -> None:
     with atomic_write(path, "wb") as fh:
         fig.savefig(fh, format="png", dpi=100)
     plt.close(fig)
+
+
+def calibrate(model: str, data: str | Path, margins: Sequence[float], *, target: float = 0.95,
+              out: Path | None = None, limit: int | None = None, dtype: str | None = None, device: str | None = None,
+              seed: int = 0) -> tuple[Path, dict[str, Any]]:
+    """Decode ``data`` once with keep scoring (margin 0), sweep ``margins``, and write the calibrated margin
+    (keep_margin.json), the sweep table and its plot into the model's folder (``out`` when given), where
+    ``spantune fix``, ``eval`` and ``export`` pick it up. Returns that folder and the record."""
+    from spantune.evaluate.evaluation import run_eval
+    from spantune.evaluate.runner import PREDICTIONS, read_predictions
+    from spantune.infer.keep import KEEP_MARGIN_FILE, NO_MODEL_SYSTEMS, margin_folder
+    from spantune.io import atomic_dir, sha256_file, write_json
+    from spantune.models import EXPORT_PREFIXES
+
+    if not 0 < target <= 1:
+        raise SpantuneError(f"--target {target}: must be a share in (0, 1], e.g. 0.95")
+    if model in NO_MODEL_SYSTEMS:
+        raise SpantuneError(f"--model {model}: calibrate needs a model with log-probabilities")
+    if model.startswith(EXPORT_PREFIXES) and out is None:
+        raise SpantuneError(f"--model {model}: calibrate the model it was exported from and export again (the "
+                            "export carries the margin to onnxruntime and JS), or pass --out DIR")
+    folder = out if out is not None else margin_folder(model)
+    if folder is None:
+        raise SpantuneError(f"--model {model}: not a model or run folder, so there is no folder to keep its "
+                            "calibration in; pass --out DIR (and later --keep-margin M explicitly)")
+    with atomic_dir(folder / "keep_margin_eval") as run:
+        run_eval(model, data, out=run, limit=limit, dtype=dtype, device=device, keep_margin=0, score_keep=True,
+                 n_boot=100, seed=seed)
+        rows = read_predictions(run / PREDICTIONS)
+        check_scored(rows, str(run / PREDICTIONS))
+    result = sweep(rows, margins)
+    record = {**calibration(result[ALL], target), "model": model,
+              "data": {"path": str(data), "sha256": sha256_file(data)}, "limit": limit,
+              "predictions": str(folder / "keep_margin_eval" / PREDICTIONS)}
+    best = {group: smallest_margin(points, target) for group, points in result.items()}
+    with atomic_write(folder / "keep_margin.md") as fh:
+        fh.write(sweep_markdown(result, best, target))
+    plot_sweep(result, folder / "keep_margin.png")
+    write_json(folder / KEEP_MARGIN_FILE, record)
+    return folder, record
