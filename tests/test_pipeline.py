@@ -141,6 +141,7 @@ def test_demo_end_to_end_on_the_tiny_model(tmp_path: Path, tiny_model_dir: Path,
     cfg.data.out = str(tmp_path / "run" / "data")
     cfg.data.overrides = ["--synthetic.examples", "300", "--aligner", "difflib"]
     cfg.train.overrides = ["--train.max_steps", "3", "--train.save_steps", "3", "--train.max_minutes", "null",
+                           "--train.max_length", "512",
                            "--train.threads", "1", "--eval.steps", "0"]
     cfg.eval.golden = str(golden_path)
     cfg.eval.limit = 4

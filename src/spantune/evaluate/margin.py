@@ -132,7 +132,7 @@ def plot_sweep(result: dict[str, list[dict[str, Any]]], path: Path) -> None:
 
 
 def calibrate(model: str, data: str | Path, margins: Sequence[float], *, target: float = 0.95,
-              out: Path | None = None, limit: int | None = None, dtype: str | None = None, device: str | None = None,
+              out: Path | None = None, limit: int | None = None, dtype: str | None = None, device: str = "auto",
               seed: int = 0) -> tuple[Path, dict[str, Any]]:
     """Decode ``data`` once with keep scoring (margin 0), sweep ``margins``, and write the calibrated margin
     (keep_margin.json), the sweep table and its plot into the model's folder (``out`` when given), where
