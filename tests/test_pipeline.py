@@ -145,14 +145,14 @@ def test_demo_end_to_end_on_the_tiny_model(tmp_path: Path, tiny_model_dir: Path,
                            "--train.threads", "1", "--eval.steps", "0"]
     cfg.eval.golden = str(golden_path)
     cfg.eval.limit = 4
-    cfg.eval.real_sample, cfg.eval.calibration_sample = 6, 12
+    cfg.eval.real_sample, cfg.eval.calibration_sample, cfg.eval.untuned_limit = 6, 12, 3
     cfg.export.verify_limit = 2
     cfg.node.limit = 3
     cfg.node.enabled = shutil.which("node") is not None and (DEFAULT_JS_DIR / "node_modules").is_dir()
 
     report = run_demo(cfg)
     text = report.read_text()
-    rows = ["untuned", "tuned", "identity", "Harper", "tuned q4 (onnxruntime)"]
+    rows = ["untuned (first 3)", "tuned", "identity", "Harper", "tuned q4 (onnxruntime)"]
     rows += ["tuned q4 (Transformers.js)"] if cfg.node.enabled else []
     for label in rows:
         assert f"| {label} |" in text

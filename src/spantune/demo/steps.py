@@ -104,10 +104,12 @@ class Demo:
             sets["real"] = (str(path), file_digest(path))
         return sets
 
-    def evaluate(self, n: int, system: Contender, sets: dict[str, tuple[str, str]]) -> None:
-        """Evaluate ``system`` on every eval set (one cached step each), ``eval.limit`` examples of each."""
+    def evaluate(self, n: int, system: Contender, sets: dict[str, tuple[str, str]], limit: int | None = None) -> None:
+        """Evaluate ``system`` on every eval set (one cached step each): the first ``limit`` examples of each,
+        or fewer when ``eval.limit`` (quick runs) says so."""
+        limits = [x for x in (limit, self.cfg.eval.limit) if x is not None]
         for set_name, (path, digest) in sets.items():
-            self._eval(n, system, set_name, path, digest, self.cfg.eval.limit)
+            self._eval(n, system, set_name, path, digest, min(limits, default=None))
 
     def _eval(self, n: int, system: Contender, set_name: str, path: str, digest: str, limit: int | None) -> None:
         """One cached :func:`~spantune.evaluate.run_eval` of ``system`` on the first ``limit`` examples of ``path``
@@ -247,8 +249,9 @@ def run_demo(cfg: DemoConfig, force: bool = False) -> Path:
     model = demo.model()
     data = demo.data()
     sets = demo.datasets(data)
-    untuned = Contender("untuned", cfg.model, upstream=model.key)
-    demo.evaluate(3, untuned, sets if cfg.eval.untuned_real else {"golden": sets["golden"]})
+    limit = cfg.eval.untuned_limit
+    untuned = Contender("untuned" if limit is None else f"untuned (first {limit})", cfg.model, upstream=model.key)
+    demo.evaluate(3, untuned, sets if cfg.eval.untuned_real else {"golden": sets["golden"]}, limit=limit)
     trained = demo.calibrate(demo.train(model, data), data, sets)
     demo.evaluate(5, Contender("tuned", trained.result["run_dir"], upstream=trained.key), sets)
     for system in (Contender("identity", "identity"), Contender("Harper", "harper")):
