@@ -181,3 +181,15 @@ def test_demo_end_to_end_on_the_tiny_model(tmp_path: Path, tiny_model_dir: Path,
     again = run_demo(cfg).read_text()
     assert results(again) == results(text)
     assert "- time: 0 s in this run" in again
+
+
+def test_the_calibration_sample_never_holds_a_reported_span(tmp_path: Path, golden_path: Path) -> None:
+    from spantune.demo.steps import sample_jsonl
+
+    reported = sample_jsonl(golden_path, 50, 0, tmp_path / "reported.jsonl")
+    first = sample_jsonl(golden_path, 40, 0, tmp_path / "calibration.jsonl", exclude=reported)
+    ids = [e.id for e in read_jsonl(first)]
+    assert len(ids) == 40 and not set(ids) & {e.id for e in read_jsonl(reported)}
+    assert [e.id for e in read_jsonl(sample_jsonl(golden_path, 40, 0, tmp_path / "again.jsonl", exclude=reported))] == ids
+    rest = sample_jsonl(golden_path, 10_000, 0, tmp_path / "rest.jsonl", exclude=reported)
+    assert len(read_jsonl(rest)) == len(read_jsonl(golden_path)) - 50

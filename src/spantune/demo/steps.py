@@ -33,12 +33,13 @@ def sample_jsonl(src: Path, n: int | None, seed: int, dst: Path, exclude: Path |
     examples = read_jsonl(src)
     if exclude is not None:
         taken = {e.id for e in read_jsonl(exclude)}
-        examples = [e for e in examples if e.id not in taken] if exclude != src else []
+        examples = [e for e in examples if e.id not in taken]
     elif n is None or n >= len(examples):
         return src
-    sample = [examples[i] for i in seeded_subset(len(examples), n, seed)]
-    if not dst.is_file() or read_jsonl(dst) != sample:
-        write_jsonl(dst, sample)
+    if n is not None and n < len(examples):
+        examples = [examples[i] for i in seeded_subset(len(examples), n, seed)]
+    if not dst.is_file() or read_jsonl(dst) != examples:
+        write_jsonl(dst, examples)
     return dst
 
 
@@ -186,10 +187,10 @@ class Demo:
 
             folder, record = calibrate(trained.result["run_dir"], path, margin_grid(), target=ecfg.keep_target,
                                        seed=ecfg.seed)
-            self.console.print(f"keep margin {record['margin']:g} nats leaves {fmt('noop_false_edit_rate', record['noop_kept'])} of the "
-                               f"spans needing no fix unchanged ({fmt('noop_false_edit_rate', record['at_zero']['noop_kept'])} at 0); "
-                               f"edit precision {fmt('edit_precision', record['at_zero']['edit_precision'])} -> "
-                               f"{fmt('edit_precision', record['edit_precision'])}")
+            kept, at_zero = (fmt("noop_false_edit_rate", r["noop_kept"]) for r in (record, record["at_zero"]))
+            precision = (fmt("edit_precision", r["edit_precision"]) for r in (record["at_zero"], record))
+            self.console.print(f"keep margin {record['margin']:g} nats leaves {kept} of the spans needing no fix "
+                               f"unchanged ({at_zero} at 0); edit precision {' -> '.join(precision)}")
             return {**trained.result, "keep_margin": record["margin"], "noop_kept": record["noop_kept"],
                     "outputs": [str(folder / KEEP_MARGIN_FILE)]}
 
