@@ -174,8 +174,8 @@ class Demo:
         path = sample_jsonl(Path(data.result["files"]["eval"]), ecfg.calibration_sample, ecfg.seed,
                             self.run_dir / "data-calibration-sample.jsonl", exclude=Path(sets["real"][0]))
         if not any(e.span_out == e.span_in for e in read_jsonl(path)):
-            self.console.print(f"[yellow]-[/] {self.title(4, 'keep margin')}: not calibrated (no span needing no fix "
-                               "outside the reported sample; eval.real_sample takes them all): margin 0")
+            self.console.print(f"[yellow]-[/] {self.title(4, 'keep margin')}: not calibrated ({path} holds no span "
+                               "needing no fix, none being left outside the reported sample): margin 0")
             return trained
         inputs = {"train": trained.key, "data": str(path), "data_sha256": file_digest(path),
                   "target": ecfg.keep_target, "max_new_tokens": ecfg.max_new_tokens}
