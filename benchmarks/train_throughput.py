@@ -14,8 +14,9 @@ examples, from a freshly loaded base model, in one process. Reported:
   4-bit grid, dropout 0), reported as its cost against the plain spantune phase;
 * with ``--precisions``, the CPU recipe (``configs/train/smollm2-135m_lora_cpu-demo.yaml``: LoRA r16 on every
   linear layer, batch 8, max length 256) on the same examples at ``fp32`` and at ``bf16`` (frozen weights bf16,
-  LoRA fp32, autocast; skipped, with the reason, where the machine has no native bf16), reported as the bf16
-  speed-up;
+  LoRA fp32, autocast; skipped, with the reason, where the machine has no native bf16), both with the prompt
+  head computed per row, then ``bf16`` with the shared prompt head run once per batch (``train.shared_prefix``);
+  reported as speed-ups over fp32;
 * peak memory above the level before each phase: on CUDA ``torch.cuda.max_memory_allocated``; on CPU
   the resident set size sampled every 5 ms (glibc is told to return freed blocks to the OS at once,
   so the RSS follows what torch holds).
@@ -39,6 +40,8 @@ from typing import Any
 
 NAIVE_LENGTH = 512
 NAIVE_BATCH = 4
+#: --precisions: (row label, precision, train.shared_prefix)
+RECIPE_PHASES = (("recipe fp32", "fp32", False), ("recipe bf16", "bf16", False), ("recipe bf16+prefix", "bf16", True))
 RECIPE = Path(__file__).resolve().parents[1] / "configs" / "train" / "smollm2-135m_lora_cpu-demo.yaml"
 
 
@@ -187,16 +190,17 @@ def run_precisions(args: argparse.Namespace, tmp: Path, cuda: bool) -> dict[str,
     from spantune.train import mixed_precision, prepare
 
     rows: dict[str, dict[str, Any]] = {}
-    for name in ("fp32", "bf16"):
+    for label, name, shared in RECIPE_PHASES:
         cfg = recipe_config(args.model, args.data, args.examples, args.threads, name)
+        cfg.train.shared_prefix = shared
         try:
             precision = mixed_precision(cfg)
         except SpantuneError as exc:
-            print(f"recipe {name}: skipped: {exc}")
+            print(f"{label}: skipped: {exc}")
             continue
-        prep = prepare(cfg, tmp / f"recipe-{name}", resume=False)
-        row = run_spantune(prep, tmp / f"recipe-{name}-out", precision, cuda)
-        rows[f"recipe {name}"] = {**row, "useful_tokens": sum(len(e.input_ids) for e in prep.train_encoded)}
+        prep = prepare(cfg, tmp / label.replace(" ", "-"), resume=False)
+        row = run_spantune(prep, tmp / f"{label.replace(' ', '-')}-out", precision, cuda)
+        rows[label] = {**row, "useful_tokens": sum(len(e.input_ids) for e in prep.train_encoded)}
     return rows
 
 
@@ -248,10 +252,10 @@ def main(argv: list[str] | None = None) -> int:
     native = cpu_bf16()
     print(f"model {args.model}, {len(examples)} examples ({useful} useful tokens), {device}; "
           f"CPU native bf16: {native or 'none'}")
-    print(f"{'':12} {'steps':>6} {'wall s':>8} {'CPU s':>8} {'useful tok/s':>13} {'tok/CPU-s':>10} {'peak MiB':>9}  "
+    print(f"{'':18} {'steps':>6} {'wall s':>8} {'CPU s':>8} {'useful tok/s':>13} {'tok/CPU-s':>10} {'peak MiB':>9}  "
           f"precision")
     for name, r in rows.items():
-        print(f"{name:12} {r['steps']:>6} {r['seconds']:>8.1f} {r['cpu_seconds']:>8.1f} "
+        print(f"{name:18} {r['steps']:>6} {r['seconds']:>8.1f} {r['cpu_seconds']:>8.1f} "
               f"{r['useful_tokens_per_s']:>13.1f} {r['useful_tokens_per_cpu_s']:>10.1f} "
               f"{r['peak_bytes'] / 2**20:>9.0f}  {r['precision']}")
     print(f"useful tokens/s: spantune / naive = {speedup:.2f}x (target >= 2x); per CPU-second {cpu_speedup:.2f}x")
@@ -260,12 +264,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"quant-aware cost: spantune / quant-aware useful tokens/s = "
               f"{ours['useful_tokens_per_s'] / quant_aware['useful_tokens_per_s']:.2f}x, peak memory "
               f"{quant_aware['peak_bytes'] / max(ours['peak_bytes'], 1):.2f}x")
-    if len(recipe) == 2:
-        fp32, bf16 = recipe["recipe fp32"], recipe["recipe bf16"]
-        print(f"recipe bf16 / fp32: useful tokens/s {bf16['useful_tokens_per_s'] / fp32['useful_tokens_per_s']:.2f}x "
-              f"(target >= 2x), per CPU-second "
-              f"{bf16['useful_tokens_per_cpu_s'] / fp32['useful_tokens_per_cpu_s']:.2f}x, "
-              f"peak memory {bf16['peak_bytes'] / max(fp32['peak_bytes'], 1):.2f}x")
+    fp32 = recipe.get("recipe fp32")
+    for label, faster in recipe.items():
+        if fp32 is not None and faster is not fp32:
+            print(f"{label} / fp32: useful tokens/s "
+                  f"{faster['useful_tokens_per_s'] / fp32['useful_tokens_per_s']:.2f}x (target >= 2x), per CPU-second "
+                  f"{faster['useful_tokens_per_cpu_s'] / fp32['useful_tokens_per_cpu_s']:.2f}x, "
+                  f"peak memory {faster['peak_bytes'] / max(fp32['peak_bytes'], 1):.2f}x")
     if args.json:
         Path(args.json).write_text(json.dumps({"model": args.model, "examples": len(examples), "device": device,
                                                "cpu_bf16": native, "useful_tokens": useful, **rows,

@@ -161,9 +161,9 @@ def test_demo_end_to_end_on_the_tiny_model(tmp_path: Path, tiny_model_dir: Path,
     assert (tmp_path / "run" / "train" / "adapter" / "adapter_config.json").is_file()
     assert (tmp_path / "run" / "export" / "onnx" / "model_q4.onnx").is_file()
     # The keep margin is calibrated on real-dev spans outside the reported sample, and the export carries it.
-    calibrated = {e.id for e in read_jsonl(tmp_path / "run" / "data-calibration-sample.jsonl")}
+    calibration = read_jsonl(tmp_path / "run" / "data-calibration-sample.jsonl")
     reported = {e.id for e in read_jsonl(tmp_path / "run" / "data-real-sample.jsonl")}
-    assert calibrated and not calibrated & reported
+    assert calibration and all(e.is_noop for e in calibration) and not {e.id for e in calibration} & reported
     margin = json.loads((tmp_path / "run" / "train" / "keep_margin.json").read_text())["margin"]
     assert json.loads((tmp_path / "run" / "export" / "keep_margin.json").read_text())["margin"] == margin
     assert f"- keep margin: {margin:g} nats" in text
@@ -183,7 +183,7 @@ def test_demo_end_to_end_on_the_tiny_model(tmp_path: Path, tiny_model_dir: Path,
     assert "- time: 0 s in this run" in again
 
 
-def test_the_calibration_sample_never_holds_a_reported_span(tmp_path: Path, golden_path: Path) -> None:
+def test_the_calibration_sample_never_holds_a_reported_span_and_can_hold_only_noop_spans(tmp_path: Path, golden_path: Path) -> None:
     from spantune.demo.steps import sample_jsonl
 
     reported = sample_jsonl(golden_path, 50, 0, tmp_path / "reported.jsonl")
@@ -193,3 +193,8 @@ def test_the_calibration_sample_never_holds_a_reported_span(tmp_path: Path, gold
     assert [e.id for e in read_jsonl(sample_jsonl(golden_path, 40, 0, tmp_path / "again.jsonl", exclude=reported))] == ids
     rest = sample_jsonl(golden_path, 10_000, 0, tmp_path / "rest.jsonl", exclude=reported)
     assert len(read_jsonl(rest)) == len(read_jsonl(golden_path)) - 50
+    noop = read_jsonl(sample_jsonl(golden_path, 10_000, 0, tmp_path / "noop.jsonl", exclude=reported,
+                                   where=lambda e: e.is_noop))
+    everything = read_jsonl(golden_path)
+    assert noop and len(noop) < len(everything) - 50
+    assert {e.id for e in noop} == {e.id for e in everything if e.is_noop} - {e.id for e in read_jsonl(reported)}

@@ -94,6 +94,39 @@ def test_reply_only_logits_give_the_full_logits_loss(tmp_path: Path, tiny_model_
     assert torch.allclose(ours, reference, atol=1e-5), (ours, reference)
 
 
+def test_shared_prefix_gives_the_plain_loss_and_gradients(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """Running the batch's common prompt head once (its cache repeated over the rows) changes neither the loss
+    nor any adapter gradient beyond float32 rounding (relative 1e-4)."""
+    from spantune.train import build_trainer, sft_config
+    from spantune.train.loss import kept_positions, shared_prefix_length
+
+    prep = _prepare(tmp_path, tiny_model_dir, lora={"dropout": 0.0})  # train mode: no random masks
+    trainer = build_trainer(prep, sft_config(prep.config, tmp_path / "run", False, False, False), "fp32")
+    batch = dict(next(iter(trainer.get_train_dataloader())))
+    prefix = shared_prefix_length(batch["input_ids"], batch["attention_mask"], kept_positions(batch["labels"]))
+    assert prefix >= 10, "the rows should share the template head for this test to mean something"
+    model = trainer.model.train()
+    torch.manual_seed(0)
+    for name, param in model.named_parameters():  # LoRA B starts at 0, which would zero A's gradients
+        if "lora_B" in name:
+            param.data.normal_(std=0.05)
+
+    def loss_and_grads(shared: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        trainer.shared_prefix = shared
+        model.zero_grad()
+        loss = trainer.compute_loss(model, batch)
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    plain, plain_grads = loss_and_grads(False)
+    shared, shared_grads = loss_and_grads(True)
+    assert torch.allclose(shared, plain, rtol=1e-4, atol=1e-6), (shared, plain)
+    assert plain_grads.keys() == shared_grads.keys() and plain_grads
+    for name, grad in plain_grads.items():
+        assert grad.abs().sum() > 0, name
+        assert torch.allclose(shared_grads[name], grad, rtol=1e-4, atol=1e-6), name
+
+
 def test_pad_token_never_ends_the_turn(tiny_model_dir: Path) -> None:
     from spantune.models import load_tokenizer
     from spantune.train import choose_pad_token
@@ -170,6 +203,25 @@ def test_30_step_run_lowers_loss_and_writes_run_folder(tmp_path: Path, tiny_mode
     pred = TorchCorrector.load(str(run), device="cpu", max_new_tokens=4).correct(
         SpanExample("She said that", " it are", " fine.", " it is"))
     assert isinstance(pred.text, str)
+
+
+def test_a_max_steps_run_encodes_only_the_examples_it_draws(tmp_path: Path, tiny_model_dir: Path,
+                                                           monkeypatch) -> None:
+    """12 steps of 4 = 48 of the 64 examples, seeded; under 2 processes (WORLD_SIZE) all 64; epochs: all."""
+    def drawn(name: str, **train) -> list[str]:
+        prep = _prepare(tmp_path / name, tiny_model_dir, train=train)
+        assert prep.train_available == 64
+        return [prep.tokenizer.decode(e.input_ids) for e in prep.train_encoded]
+
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir(), (tmp_path / "c").mkdir(), (tmp_path / "d").mkdir()
+    first = drawn("a", max_steps=12, seed=1)
+    assert len(first) == 48
+    assert drawn("b", max_steps=12, seed=1) == first
+    assert drawn("c", max_steps=12, seed=2) != first
+    assert len(drawn("d", max_steps=-1, epochs=1.0)) == 64
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    (tmp_path / "e").mkdir()
+    assert len(drawn("e", max_steps=12, seed=1)) == 64
 
 
 def test_same_seed_same_adapter_and_other_seed_differs(tmp_path: Path, tiny_model_dir: Path) -> None:

@@ -26,9 +26,10 @@ def test_throughput_benchmark_runs_both_trainers_on_the_same_examples(tmp_path: 
     assert result["quant-aware"]["steps"] == 3 and "quant-aware cost" in proc.stdout
     # the CPU recipe at fp32 and, where the CPU computes bf16 natively, at bf16, on the same examples
     assert result["recipe fp32"]["steps"] == 3 and result["recipe fp32"]["precision"] == "fp32 (cpu, as configured)"
-    if result["cpu_bf16"] is None:
-        assert "recipe bf16" not in result and "recipe bf16: skipped: config key model.precision" in proc.stdout
-    else:
-        assert result["recipe bf16"]["steps"] == 3 and result["recipe bf16"]["precision"].startswith("bf16 (cpu")
-        assert "recipe bf16 / fp32: useful tokens/s" in proc.stdout
-        assert result["recipe bf16"]["useful_tokens"] == result["recipe fp32"]["useful_tokens"]
+    for label in ("recipe bf16", "recipe bf16+prefix"):
+        if result["cpu_bf16"] is None:
+            assert label not in result and f"{label}: skipped: config key model.precision" in proc.stdout
+        else:
+            assert result[label]["steps"] == 3 and result[label]["precision"].startswith("bf16 (cpu")
+            assert f"{label} / fp32: useful tokens/s" in proc.stdout
+            assert result[label]["useful_tokens"] == result["recipe fp32"]["useful_tokens"]

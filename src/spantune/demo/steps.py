@@ -6,10 +6,15 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spantune.demo.cache import Done, StepCache, fresh_dir, file_digest
 from spantune.demo.config import DemoConfig
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from spantune.schema import SpanExample
 
 
 @dataclass
@@ -23,19 +28,19 @@ class Contender:
     inputs: dict[str, Any] = field(default_factory=dict)  #: what else its evals read (file digests), for the key
 
 
-def sample_jsonl(src: Path, n: int | None, seed: int, dst: Path, exclude: Path | None = None) -> Path:
+def sample_jsonl(src: Path, n: int | None, seed: int, dst: Path, exclude: Path | None = None,
+                 where: Callable[[SpanExample], bool] | None = None) -> Path:
     """``n`` examples of ``src`` drawn with ``seed``, in file order, written to ``dst`` (``src`` itself if n
-    is None or covers the file and nothing is excluded); none whose id is in ``exclude`` (a JSONL file).
-    Deterministic, so the eval steps that read it stay cached."""
+    is None or covers the file and nothing is filtered out); none whose id is in ``exclude`` (a JSONL file),
+    only those ``where`` accepts. Deterministic, so the eval steps that read it stay cached."""
     from spantune.schema import read_jsonl, write_jsonl
     from spantune.train import seeded_subset
 
     examples = read_jsonl(src)
-    if exclude is not None:
-        taken = {e.id for e in read_jsonl(exclude)}
-        examples = [e for e in examples if e.id not in taken]
-    elif n is None or n >= len(examples):
+    if exclude is None and where is None and (n is None or n >= len(examples)):
         return src
+    taken = set() if exclude is None else {e.id for e in read_jsonl(exclude)}
+    examples = [e for e in examples if e.id not in taken and (where is None or where(e))]
     if n is not None and n < len(examples):
         examples = [examples[i] for i in seeded_subset(len(examples), n, seed)]
     if not dst.is_file() or read_jsonl(dst) != examples:
@@ -165,17 +170,19 @@ class Demo:
 
     def calibrate(self, trained: Done, data: Done, sets: dict[str, tuple[str, str]]) -> Done:
         """The tuned model's keep margin (keep_margin.json in its run folder, carried by the export), calibrated
-        on real-dev spans outside the reported sample; the ``trained`` step itself when calibration is off."""
+        on real-dev spans that need no fix, outside the reported sample: only they decide the margin, so the
+        sample holds nothing else; the ``trained`` step itself when calibration is off."""
         ecfg = self.cfg.eval
         if not ecfg.calibration_sample or not ecfg.real:
             return trained
         from spantune.schema import read_jsonl
 
         path = sample_jsonl(Path(data.result["files"]["eval"]), ecfg.calibration_sample, ecfg.seed,
-                            self.run_dir / "data-calibration-sample.jsonl", exclude=Path(sets["real"][0]))
-        if not any(e.span_out == e.span_in for e in read_jsonl(path)):
-            self.console.print(f"[yellow]-[/] {self.title(4, 'keep margin')}: not calibrated ({path} holds no span "
-                               "needing no fix, none being left outside the reported sample): margin 0")
+                            self.run_dir / "data-calibration-sample.jsonl", exclude=Path(sets["real"][0]),
+                            where=lambda e: e.is_noop)
+        if not read_jsonl(path):
+            self.console.print(f"[yellow]-[/] {self.title(4, 'keep margin')}: not calibrated ({path} is empty: no "
+                               "span needing no fix is left outside the reported sample): margin 0")
             return trained
         inputs = {"train": trained.key, "data": str(path), "data_sha256": file_digest(path),
                   "target": ecfg.keep_target, "max_new_tokens": ecfg.max_new_tokens}
@@ -188,9 +195,8 @@ class Demo:
             folder, record = calibrate(trained.result["run_dir"], path, margin_grid(), target=ecfg.keep_target,
                                        seed=ecfg.seed)
             kept, at_zero = (fmt("noop_false_edit_rate", r["noop_kept"]) for r in (record, record["at_zero"]))
-            precision = (fmt("edit_precision", r["edit_precision"]) for r in (record["at_zero"], record))
-            self.console.print(f"keep margin {record['margin']:g} nats leaves {kept} of the spans needing no fix "
-                               f"unchanged ({at_zero} at 0); edit precision {' -> '.join(precision)}")
+            self.console.print(f"keep margin {record['margin']:g} nats leaves {kept} of {record['n']} spans needing "
+                               f"no fix unchanged ({at_zero} at 0)")
             return {**trained.result, "keep_margin": record["margin"], "noop_kept": record["noop_kept"],
                     "outputs": [str(folder / KEEP_MARGIN_FILE)]}
 

@@ -69,7 +69,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     else:
         print(f"no margin up to {record['margin']:g} nats keeps {100 * args.target:g} % of the spans that need no "
               f"fix unchanged; wrote the largest, {record['margin']:g} nats, which keeps {share}", file=sys.stderr)
-    for key in ("edit_precision", "edit_recall"):
+    for key in ("edit_precision", "edit_recall") if record["at_zero"]["edit_recall"] is not None else ():
         print(f"{key.replace('_', ' ')}: {fmt(key, record['at_zero'][key])} at 0 -> {fmt(key, record[key])}")
     print(f"wrote {folder / KEEP_MARGIN_FILE} (sweep: keep_margin.md, keep_margin.png); `spantune fix`, "
           "`spantune eval` and `spantune export` now use this margin by default")

@@ -66,6 +66,9 @@ class TrainSection:
     save_steps: int = 50
     save_total_limit: int = 2
     threads: int | None = None  #: torch CPU threads (None: torch's default)
+    #: run the prompt head every row of a batch shares (chat template + system prompt) once per batch
+    #: (spantune.train.loss); off under gradient checkpointing, which forbids the key/value cache it needs
+    shared_prefix: bool = True
 
 
 @dataclass

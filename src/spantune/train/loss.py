@@ -7,6 +7,12 @@ for its logs); here the model's own ``logits_to_keep`` restricts the output laye
 whose next token is trained, in every row of the batch. Measured on SmolLM2-135M, LoRA on every
 linear layer, batch 8 × 72 tokens, one CPU thread: 3.9 s CPU per step, against 5.0 s for the
 model's full-logits loss and 6.2 s for TRL's default loss.
+
+Every span prompt also starts with the same tokens (chat template head, system prompt, ``Context before: «``),
+about a third of each sequence. With ``shared_prefix`` the loss runs that head once per batch, repeats its
+key/value cache over the rows and runs only the rest of each row on top of it; the head's gradients flow
+back through the repeat (summed over the rows) once. Same loss and gradients as the plain path up to
+floating-point order (tests/train/test_train_loss.py); speed in benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -25,16 +31,45 @@ def kept_positions(labels: torch.Tensor) -> torch.Tensor:
     return (labels[:, 1:] != IGNORE_INDEX).any(dim=0).nonzero().flatten()
 
 
+def shared_prefix_length(input_ids: torch.Tensor, attention_mask: torch.Tensor | None, keep: torch.Tensor) -> int:
+    """How many leading tokens every row of the batch shares (none padded), stopping at the first position
+    whose logits are needed; 0 for a single row, where there is nothing to share."""
+    if input_ids.size(0) < 2 or keep.numel() == 0:
+        return 0
+    same = (input_ids == input_ids[:1]).all(dim=0)
+    if attention_mask is not None:
+        same &= attention_mask.bool().all(dim=0)
+    return min(int(same.long().cumprod(0).sum()), int(keep.min()))
+
+
+def forward_kept(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, keep: torch.Tensor,
+                 prefix: int) -> Any:
+    """The model's outputs with logits at ``keep`` only; with ``prefix`` > 0 the first ``prefix`` tokens (the
+    same in every row) run once and their key/value cache is repeated over the batch."""
+    if prefix == 0:
+        return model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=keep, use_cache=False)
+    head = model(input_ids=input_ids[:1, :prefix], use_cache=True, logits_to_keep=1)
+    cache = head.past_key_values
+    cache.batch_repeat_interleave(input_ids.size(0))
+    return model(input_ids=input_ids[:, prefix:], attention_mask=attention_mask, past_key_values=cache,
+                 logits_to_keep=keep - prefix, use_cache=False)
+
+
 class SpanSFTTrainer(SFTTrainer):
-    """``SFTTrainer`` whose loss evaluates the output layer only where a label is trained."""
+    """``SFTTrainer`` whose loss evaluates the output layer only where a label is trained, and runs the prompt
+    head the batch shares once when ``shared_prefix`` is on."""
+
+    def __init__(self, *args: Any, shared_prefix: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.shared_prefix = shared_prefix and not self.args.gradient_checkpointing
 
     def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Any = None) -> Any:
         mode = "train" if self.model.training else "eval"
-        labels = inputs["labels"]
+        labels, input_ids, attention_mask = inputs["labels"], inputs["input_ids"], inputs.get("attention_mask")
         keep = kept_positions(labels)
-        outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
-                        logits_to_keep=keep, use_cache=False)
+        prefix = shared_prefix_length(input_ids, attention_mask, keep) if self.shared_prefix else 0
+        outputs = forward_kept(model, input_ids, attention_mask, keep, prefix)
         logits = outputs.logits.float()
         targets = labels[:, keep + 1]
         loss_sum = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1),

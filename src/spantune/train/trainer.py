@@ -144,6 +144,7 @@ def build_trainer(prep: Prepared, args: Any, precision: str, callbacks: list[Any
         processing_class=prep.tokenizer,
         peft_config=lora_config(prep.config.lora),
         callbacks=callbacks,
+        shared_prefix=prep.config.train.shared_prefix,
     )
     qa = prep.config.quant_aware
     if qa.enabled:
@@ -184,7 +185,8 @@ def run_training(prep: Prepared, started: float) -> dict[str, Any]:
         run_dir.mkdir(parents=True, exist_ok=True)
         if prep.resume_from is None:
             info = write_run_info(run_dir, cfg, prep.data_files)
-            write_json(run_dir / "run_info.json", {**info, "precision": precision.detail})
+            drawn = {"drawn": len(prep.train_encoded), "of": prep.train_available}
+            write_json(run_dir / "run_info.json", {**info, "precision": precision.detail, "train_examples": drawn})
             metrics_path.unlink(missing_ok=True)
         else:
             _trim_metrics(metrics_path, int(prep.resume_from.rsplit("-", 1)[1]))
@@ -206,6 +208,8 @@ def run_training(prep: Prepared, started: float) -> dict[str, Any]:
     trainer = build_trainer(prep, args, precision.name, callbacks)
     if state.is_main_process:
         print(f"precision: {precision.detail}")
+        print(f"training examples: {len(prep.train_encoded):,} of {prep.train_available:,} in {prep.data_files['train']}"
+              + (" (what train.max_steps draws)" if len(prep.train_encoded) < prep.train_available else ""))
         trainer.model.print_trainable_parameters()
     with sigint_saves(stopper):
         output = trainer.train(resume_from_checkpoint=prep.resume_from)
