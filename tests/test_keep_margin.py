@@ -142,3 +142,42 @@ def test_fix_jsonl_with_huge_margin_keeps_and_records(exported: tuple[Path, Path
     assert [d["prediction"] for d in lines] == [ex.span_in for ex in examples]
     scored = [d for d in lines if "kept" in d]
     assert scored and all(d["kept"] and d["answer_logprob"] < 0 and d["keep_logprob"] < 0 for d in scored)
+
+
+def test_torch_scores_on_the_decodes_cache_as_from_an_empty_one(exported: tuple[Path, Path]):
+    """The PyTorch keep margin runs both replies on the decode's prompt cache; the logits equal a whole pass."""
+    from spantune.infer.decode import greedy
+    from spantune.infer.torch_backend import TorchCorrector, TorchStepper, scored_after
+    from spantune.prompt import encode_prompt
+
+    corrector = TorchCorrector.load(str(exported[0]), device="cpu", dtype="fp32")
+    ex = e2e_examples()[0]
+    prompt = encode_prompt(corrector.tokenizer, ex).prompt
+    decode = TorchStepper(corrector.model)
+    answer = greedy(decode, list(prompt), 8, corrector.stop_ids).tokens
+    seqs = scored_sequences(corrector.tokenizer, ex, answer)
+    assert seqs.prompt_ids == prompt
+    start = len(prompt) - 1
+    for reply in (seqs.keep_reply, seqs.answer_reply, seqs.keep_reply):  # each call cuts the cache back again
+        ids = prompt + reply
+        whole = TorchStepper(corrector.model).step(ids, len(ids), 0)[start:]
+        np.testing.assert_allclose(scored_after(decode, prompt, ids, start), whole, atol=1e-4)
+    other = [prompt[0] + 1, *prompt[1:], *seqs.keep_reply]  # not the decode's prompt: a whole pass
+    np.testing.assert_array_equal(scored_after(decode, prompt, other, start),
+                                  TorchStepper(corrector.model).step(other, len(other), 0)[start:])
+
+
+def test_batched_greedy_answers_like_one_span_at_a_time(exported: tuple[Path, Path]):
+    """Training's checkpoint choice decodes in left-padded batches: on this fp32 model, the same answers."""
+    from spantune.infer.torch_backend import TorchCorrector
+
+    corrector = TorchCorrector.load(str(exported[0]), device="cpu", dtype="fp32")
+    corrector.tokenizer.pad_token = "<|endoftext|>"
+    examples = e2e_examples()
+    assert len({len(corrector.tokenizer(ex.ctx_before)["input_ids"]) for ex in examples}) > 1  # padding happens
+    one = [corrector.correct(ex) for ex in examples]
+    for batch_size in (3, len(examples)):
+        batched = corrector.correct_batch(examples, batch_size)
+        assert [(p.raw, p.result, p.new_tokens) for p in batched] == [(p.raw, p.result, p.new_tokens) for p in one]
+    with pytest.raises(SpantuneError, match="keep margin"):
+        TorchCorrector(corrector.model, corrector.tokenizer, keep=KeepMargin(1.0)).correct_batch(examples, 2)

@@ -25,8 +25,9 @@ from spantune.models import EMBEDDED, EXPORT_PREFIXES, adapter_dir, run_folder
 from spantune.postprocess import PostResult
 from spantune.schema import SpanExample
 
-#: Logits of a token sequence: row ``i`` predicts token ``i + 1`` (float array [len, vocab]).
-Forward = Callable[[list[int]], np.ndarray]
+#: Logits of a token sequence from row ``start`` on: ``forward(ids, start)[j]`` predicts token ``start + j + 1``
+#: (float array [len - start, vocab]); the rows before are never needed, so a backend may run them from a cache.
+Forward = Callable[[list[int], int], np.ndarray]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,8 +88,8 @@ class KeepMargin:
         seqs = scored_sequences(tokenizer, example, answer_ids)
         n = len(seqs.prompt_ids)
         keep_ids, answer_full = seqs.prompt_ids + seqs.keep_reply, seqs.prompt_ids + seqs.answer_reply
-        keep_lp = reply_logprob(forward(keep_ids), keep_ids, n)
-        answer_lp = reply_logprob(forward(answer_full), answer_full, n)
+        keep_lp = reply_logprob(forward(keep_ids, n - 1), keep_ids[n - 1:], 1)
+        answer_lp = reply_logprob(forward(answer_full, n - 1), answer_full[n - 1:], 1)
         kept = keeps_span(pred.text, example.span_in, answer_lp, keep_lp, self.margin)
         result = PostResult(example.span_in, verbose=pred.result.verbose) if kept else pred.result
         return dataclasses.replace(pred, result=result, kept=kept, keep_logprob=keep_lp, answer_logprob=answer_lp)

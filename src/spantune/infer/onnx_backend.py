@@ -216,9 +216,9 @@ class OnnxCorrector:
         ids = encode_prompt(self.tokenizer, dataclasses.replace(example, span_out=example.span_in), with_answer=True)
         return ids.prompt, ids.reply
 
-    def _forward(self, ids: list[int]) -> np.ndarray:
+    def _forward(self, ids: list[int], start: int) -> np.ndarray:
         # keep-margin scoring: prompt + reply, from the prefix cache when it covers them
-        return self.decoder.logits(ids, self.prefix)
+        return self.decoder.logits(ids, self.prefix)[start:]
 
     def correct_greedy(self, example: SpanExample, keep_logits: bool = False) -> tuple[Prediction, Greedy]:
         """The prediction and the decode behind it (token ids, and each step's logits if asked)."""

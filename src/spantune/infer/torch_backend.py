@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
 
+from spantune.errors import SpantuneError
 from spantune.infer.base import Prediction
 from spantune.infer.decode import Greedy, greedy, settled_by, stop_token_ids
 from spantune.infer.keep import KeepMargin
@@ -67,19 +70,69 @@ class TorchCorrector:
         model, tokenizer = load_model_and_tokenizer(name_or_path, device=device, dtype=dtype)
         return cls(model, tokenizer, max_new_tokens=max_new_tokens, name=name_or_path, keep=keep)
 
-    def logits(self, ids: list[int]) -> np.ndarray:
-        """float32 logits of one forward pass over ``ids`` (row i predicts token i + 1), for the keep margin."""
-        import torch
-
-        with torch.inference_mode():
-            out = self.model(input_ids=torch.tensor([ids], device=self.model.device))
-        return out.logits[0].float().cpu().numpy()
+    def correct_batch(self, examples: Sequence[SpanExample], batch_size: int) -> list[Prediction]:
+        """Predictions of many spans from :func:`batched_greedy` (no keep margin, latency 0): training's
+        checkpoint choice. Reported evaluations decode one span at a time (:meth:`correct`)."""
+        if self.keep.active:
+            raise SpantuneError("correct_batch decodes without the keep margin; use correct()")
+        prompts = [encode_prompt(self.tokenizer, ex).prompt for ex in examples]
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.stop_ids[0]
+        replies = batched_greedy(self.model, prompts, self.max_new_tokens, self.stop_ids, pad, batch_size,
+                                 until=self.settled)
+        preds = []
+        for ex, ids in zip(examples, replies):
+            raw = self.tokenizer.decode(ids, skip_special_tokens=True)
+            preds.append(Prediction(raw=raw, result=postprocess(raw, ex.span_in), latency_s=0.0, new_tokens=len(ids)))
+        return preds
 
     def correct(self, example: SpanExample) -> Prediction:
         t0 = time.perf_counter()
-        ids = torch_greedy(self.model, encode_prompt(self.tokenizer, example).prompt, self.max_new_tokens,
-                           self.stop_ids, until=self.settled).tokens
+        prompt = encode_prompt(self.tokenizer, example).prompt
+        decode = TorchStepper(self.model)
+        ids = greedy(decode, list(prompt), self.max_new_tokens, self.stop_ids, until=self.settled).tokens
         raw = self.tokenizer.decode(ids, skip_special_tokens=True)
         pred = Prediction(raw=raw, result=postprocess(raw, example.span_in), latency_s=0.0, new_tokens=len(ids))
-        pred = self.keep.apply(pred, example, ids, self.tokenizer, self.logits)
+        pred = self.keep.apply(pred, example, ids, self.tokenizer, partial(scored_after, decode, prompt))
         return dataclasses.replace(pred, latency_s=time.perf_counter() - t0)
+
+
+def batched_greedy(model: Any, prompts: Sequence[list[int]], max_new_tokens: int, stop_ids: list[int], pad_id: int,
+                   batch_size: int, until: Callable[[list[int]], bool] | None = None) -> list[list[int]]:
+    """Greedy replies (stop token excluded) of many prompts, ``batch_size`` at a time, left-padded, through
+    ``model.generate`` with plain argmax (no processors from the model's generation config), each cut where
+    ``until`` first holds, as :func:`~spantune.infer.decode.greedy` stops there. Prompts are batched by length,
+    so little is padded. The same tokens as :func:`torch_greedy` up to floating-point order (padding
+    changes the matmul shapes, so a near-tie can flip): for checkpoint choice during training, where one pass
+    per span would cost minutes per evaluation on a CPU (benchmarks/RESULTS.md), not for reported scores."""
+    import torch
+    from transformers import GenerationConfig
+
+    config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+                              eos_token_id=list(stop_ids), pad_token_id=pad_id)
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    replies: list[list[int]] = [[] for _ in prompts]
+    stops = set(stop_ids)
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        width = max(len(prompts[i]) for i in rows)
+        ids = torch.tensor([[pad_id] * (width - len(prompts[i])) + list(prompts[i]) for i in rows],
+                           device=model.device)
+        mask = torch.tensor([[0] * (width - len(prompts[i])) + [1] * len(prompts[i]) for i in rows],
+                            device=model.device)
+        with torch.inference_mode():
+            out = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
+        for i, row in zip(rows, out[:, width:].tolist()):
+            reply = list(itertools.takewhile(lambda t: t not in stops, row))
+            settled = (k for k in range(1, len(reply) + 1) if until is not None and until(reply[:k]))
+            replies[i] = reply[:next(settled, len(reply))]
+    return replies
+
+
+def scored_after(decode: TorchStepper, prompt: list[int], ids: list[int], start: int) -> np.ndarray:
+    """The keep margin's forward pass (:data:`spantune.infer.keep.Forward`) on the decode's own cache, cut back to
+    ``start`` tokens of its prompt: both scored replies cost their few tokens instead of a whole prompt each.
+    From an empty cache when ``ids`` does not start with that prompt."""
+    if start > len(prompt) or ids[:start] != prompt[:start]:
+        return TorchStepper(decode.model).step(ids, len(ids), 0)[start:]
+    decode.cache.crop(start)
+    return decode.step(ids[start:], len(ids) - start, 0)

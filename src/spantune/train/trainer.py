@@ -199,7 +199,8 @@ def run_training(prep: Prepared, started: float) -> dict[str, Any]:
     stopper = GracefulStop(deadline)
     fsdp = state.distributed_type == DistributedType.FSDP
     callbacks: list[Any] = [
-        GenerationEval(prep.eval_sample, prep.tokenizer, cfg.eval.max_new_tokens, shard=not fsdp),
+        GenerationEval(prep.eval_sample, prep.tokenizer, cfg.eval.max_new_tokens, cfg.eval.batch_size,
+                       shard=not fsdp),
         MetricsLog(metrics_path),
         stopper,
     ]
