@@ -1,6 +1,7 @@
 // Transformers.js side of benchmarks/latency.py: node latency_node.mjs EXPORT DTYPE DATA LIMIT THREADS
 // Prints {"latency_s": [...], "new_tokens": [...], "texts": [...], "passes": [...]} for the first LIMIT spans of DATA
-// (span JSONL), decoded with the corrector's defaults (prefix cache + copy drafts).
+// (span JSONL), decoded with the corrector's defaults (prefix cache + copy drafts), keep margin 0 like the Python
+// rows: an export's calibrated margin (config.json) would add its scoring passes to this row alone.
 import { readFileSync } from 'node:fs';
 
 import { createSpanCorrector } from '../js/src/corrector.js';
@@ -16,6 +17,7 @@ const corrector = await createSpanCorrector({
   modelPath: exportDir,
   dtype,
   device: 'cpu',
+  keepMargin: 0,
   sessionOptions: { intraOpNumThreads: Number(threads) },
 });
 await corrector.correct(examples[0]); // warm-up, as on the Python side
