@@ -79,20 +79,20 @@ class TorchCorrector:
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.stop_ids[0]
         replies = batched_greedy(self.model, prompts, self.max_new_tokens, self.stop_ids, pad, batch_size,
                                  until=self.settled)
-        preds = []
-        for ex, ids in zip(examples, replies):
-            raw = self.tokenizer.decode(ids, skip_special_tokens=True)
-            preds.append(Prediction(raw=raw, result=postprocess(raw, ex.span_in), latency_s=0.0, new_tokens=len(ids)))
-        return preds
+        return [self._prediction(ex, ids) for ex, ids in zip(examples, replies)]
+
+    def _prediction(self, example: SpanExample, ids: list[int]) -> Prediction:
+        """The post-processed answer of reply ids (latency filled in by the caller)."""
+        raw = self.tokenizer.decode(ids, skip_special_tokens=True)
+        return Prediction(raw=raw, result=postprocess(raw, example.span_in), latency_s=0.0, new_tokens=len(ids))
 
     def correct(self, example: SpanExample) -> Prediction:
         t0 = time.perf_counter()
         prompt = encode_prompt(self.tokenizer, example).prompt
         decode = TorchStepper(self.model)
         ids = greedy(decode, list(prompt), self.max_new_tokens, self.stop_ids, until=self.settled).tokens
-        raw = self.tokenizer.decode(ids, skip_special_tokens=True)
-        pred = Prediction(raw=raw, result=postprocess(raw, example.span_in), latency_s=0.0, new_tokens=len(ids))
-        pred = self.keep.apply(pred, example, ids, self.tokenizer, partial(scored_after, decode, prompt))
+        pred = self.keep.apply(self._prediction(example, ids), example, ids, self.tokenizer,
+                               partial(scored_after, decode, prompt))
         return dataclasses.replace(pred, latency_s=time.perf_counter() - t0)
 
 

@@ -37,7 +37,7 @@ class GenerationEval(TrainerCallback):
 
     Spans are decoded ``batch_size`` at a time (:meth:`~spantune.infer.torch_backend.TorchCorrector.correct_batch`):
     2.2x faster than one at a time on 2 CPU cores, the same answer on 254 of 256 real-dev spans and the same exact
-    match (benchmarks/RESULTS.md), which is what choosing a checkpoint needs.
+    match (benchmarks/RESULTS.md), which is what choosing a checkpoint needs; one at a time under FSDP.
 
     The scores are added to the evaluation's ``metrics`` dict in place: the Trainer hands that same
     dict to the callbacks that follow (metrics.jsonl, early stopping) and uses it to pick the best
@@ -65,7 +65,9 @@ class GenerationEval(TrainerCallback):
         model.eval()
         try:
             corrector = TorchCorrector(model, self.tokenizer, max_new_tokens=self.max_new_tokens)
-            mine = corrector.correct_batch(self.examples[rank::world], self.batch_size)
+            mine = (corrector.correct_batch(self.examples[rank::world], self.batch_size) if self.shard
+                    # FSDP: generate() runs the unwrapped model, past the root unit that gathers its shards
+                    else [corrector.correct(ex) for ex in self.examples])
         finally:
             model.train(was_training)
         if world == 1:
