@@ -12,7 +12,7 @@ Every span prompt also starts with the same tokens (chat template head, system p
 about a third of each sequence. With ``shared_prefix`` the loss runs that head once per batch, repeats its
 key/value cache over the rows and runs only the rest of each row on top of it; the head's gradients flow
 back through the repeat (summed over the rows) once. Same loss and gradients as the plain path up to
-floating-point order (tests/train/test_train_loss.py); speed in benchmarks/RESULTS.md.
+floating-point order (tests/test_train.py); speed in benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,10 @@ class Split:
     path: str
     examples: list[SpanExample]
     lines: list[int]
+
+    def take(self, positions: Sequence[int]) -> Split:
+        """The examples at ``positions``, with their line numbers."""
+        return Split(self.path, [self.examples[i] for i in positions], [self.lines[i] for i in positions])
 
 
 @dataclass
@@ -91,8 +96,7 @@ def draw_training_examples(split: Split, cfg: TrainConfig) -> Split:
     n = examples_drawn(cfg)
     if n is None or n >= len(split.examples):
         return split
-    idx = seeded_subset(len(split.examples), n, cfg.train.seed)
-    return Split(split.path, [split.examples[i] for i in idx], [split.lines[i] for i in idx])
+    return split.take(seeded_subset(len(split.examples), n, cfg.train.seed))
 
 
 def last_checkpoint(ckpt_dir: Path) -> Path | None:
@@ -133,7 +137,7 @@ def prepare(cfg: TrainConfig, run_dir: Path, resume: bool) -> Prepared:
     mixed_precision(cfg)  # bf16/fp16 asked for on a machine that lacks it fails here
     train = load_split(cfg.data.train, "data.train", cfg.data)
     if cfg.data.limit is not None:
-        train = Split(train.path, train.examples[: cfg.data.limit], train.lines[: cfg.data.limit])
+        train = train.take(range(min(cfg.data.limit, len(train.examples))))
     available = len(train.examples)
     train = draw_training_examples(train, cfg)
     evals = load_split(cfg.data.eval, "data.eval", cfg.data) if cfg.data.eval is not None else None
@@ -148,9 +152,8 @@ def prepare(cfg: TrainConfig, run_dir: Path, resume: bool) -> Prepared:
     eval_encoded: list[Any] = []
     sample: list[SpanExample] = []
     if evals is not None and cfg.eval.steps > 0:
-        loss_idx = seeded_subset(len(evals.examples), cfg.eval.loss_examples, cfg.train.seed)
-        eval_encoded = encode_all(tokenizer, [evals.examples[i] for i in loss_idx], cfg.train.max_length,
-                                  evals.path, [evals.lines[i] for i in loss_idx])
+        loss = evals.take(seeded_subset(len(evals.examples), cfg.eval.loss_examples, cfg.train.seed))
+        eval_encoded = encode_all(tokenizer, loss.examples, cfg.train.max_length, loss.path, loss.lines)
         sample = [evals.examples[i] for i in seeded_subset(len(evals.examples), cfg.eval.sample, cfg.train.seed)]
     files = {"train": train.path, **({"eval": evals.path} if evals is not None else {})}
     return Prepared(cfg, run_dir, tokenizer, train_encoded, eval_encoded, sample, resume_from, files, available)
