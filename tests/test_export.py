@@ -94,10 +94,17 @@ def test_quantized_weights_and_decoding(exported: Path, dtype: str, bits: int) -
 
     graph = onnx.load(str(onnx_file(exported, dtype))).graph
     ops = {n.op_type for n in graph.node}
-    assert {"MatMulNBits", "GatherBlockQuantized"} <= ops
-    assert {a.i for n in graph.node if n.op_type == "MatMulNBits" for a in n.attribute if a.name == "bits"} == {bits}
-    weights = {i.name for i in graph.initializer}
-    assert not [n for n in graph.node if n.op_type == "MatMul" and set(n.input) & weights], "fp32 MatMul weight left"
+    assert "GatherBlockQuantized" in ops
+    weights = {i.name: i for i in graph.initializer}
+    assert not [n for n in graph.node if n.op_type == "MatMul" and set(n.input) & set(weights)], "fp32 weight left"
+    if bits == 8:
+        assert {a.i for n in graph.node if n.op_type == "MatMulNBits" for a in n.attribute if a.name == "bits"} == {8}
+    else:  # int4 blocks behind DequantizeLinear, feeding every MatMul with a weight
+        dequantized = [n for n in graph.node if n.op_type == "DequantizeLinear"]
+        assert dequantized and "MatMulNBits" not in ops
+        assert {weights[n.input[0]].data_type for n in dequantized} == {onnx.TensorProto.INT4}
+        matmuls = [n for n in graph.node if n.op_type == "MatMul" and n.input[1] in {d.output[0] for d in dequantized}]
+        assert len(matmuls) == len(dequantized)
     pred = OnnxCorrector(exported, dtype=dtype).correct(EXTRA_EXAMPLES[0])
     assert pred.new_tokens > 0 and pred.latency_s > 0
 
@@ -105,12 +112,14 @@ def test_quantized_weights_and_decoding(exported: Path, dtype: str, bits: int) -
 def test_eight_bit_nodes_option(exported: Path, tmp_path: Path) -> None:
     import onnx
 
-    from spantune.export.onnx import QuantOptions, quantize_weights
+    from spantune.export.onnx import QuantOptions, quantize_weights, weight_matmuls
 
     out = quantize_weights(exported / "onnx" / "model.onnx", tmp_path / "mixed.onnx", QuantOptions(eight_bit="lm_head"))
-    bits = {n.name: a.i for n in onnx.load(str(out)).graph.node if n.op_type == "MatMulNBits"
-            for a in n.attribute if a.name == "bits"}
-    assert bits.pop("/lm_head/MatMul_Q8") == 8 and set(bits.values()) == {4}
+    nodes = onnx.load(str(out)).graph.node
+    bits = {n.name: a.i for n in nodes if n.op_type == "MatMulNBits" for a in n.attribute if a.name == "bits"}
+    assert bits == {"/lm_head/MatMul_Q8": 8}
+    weighted = weight_matmuls(onnx.load(str(exported / "onnx" / "model.onnx")), ".")
+    assert sum(n.op_type == "DequantizeLinear" for n in nodes) == len(weighted) - 1  # the others: int4 QDQ
     with pytest.raises(SpantuneError, match="no MatMul"):
         quantize_weights(exported / "onnx" / "model.onnx", tmp_path / "x.onnx", QuantOptions(eight_bit="nothing"))
 

@@ -13,6 +13,7 @@ from train_helpers import write_config
 from spantune.cli import main
 from spantune.errors import SpantuneError
 from spantune.export.onnx import QuantOptions, quantize_weights
+from spantune.infer.onnx_backend import ACCURACY_LEVEL_KEY
 from spantune.train.quant_aware import MARKER, Grid, fake_quant, snap_model, straight_through
 
 
@@ -32,17 +33,27 @@ def _gather_matmul(path: Path, embedding: np.ndarray, weight: np.ndarray) -> Pat
 
 
 def _fp32_vs_q4(tmp_path: Path, embedding: torch.Tensor, weight: torch.Tensor) -> float:
+    """Largest |fp32 − q4| output, with the q4 file's MatMul run both ways it runs: fused into MatMulNBits at
+    accuracy level 1 (Python, Node) and folded into an fp32 weight (the browser's WASM build)."""
     import onnxruntime as ort
 
     fp32 = _gather_matmul(tmp_path / "fp32.onnx", embedding.numpy(), weight.numpy())
     q4 = quantize_weights(fp32, tmp_path / "q4.onnx", QuantOptions())
     ids = {"ids": np.arange(embedding.shape[0], dtype=np.int64)}
-    outs = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, ids)[0] for p in (fp32, q4)]
-    return float(np.abs(outs[0] - outs[1]).max())
+
+    def run(path: Path, key: str | None = None, value: str = "1") -> np.ndarray:
+        opts = ort.SessionOptions()
+        if key:
+            opts.add_session_config_entry(key, value)
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"]).run(None, ids)[0]
+
+    reference = run(fp32)
+    return max(float(np.abs(reference - run(q4, key)).max())
+               for key in (ACCURACY_LEVEL_KEY, "session.disable_quant_qdq"))
 
 
 def test_snapped_weights_quantize_to_themselves_in_onnxruntime(tmp_path: Path) -> None:
-    """The MatMulNBits (C++) and GatherBlockQuantized (numpy) quantizers leave grid weights exactly where they are."""
+    """The 4-bit MatMul (C++) and GatherBlockQuantized (numpy) quantizers leave grid weights exactly where they are."""
     gen = torch.Generator().manual_seed(0)
     embedding, weight = torch.randn(24, 96, generator=gen), torch.randn(40, 96, generator=gen) * 0.05
     (tmp_path / "raw").mkdir()

@@ -239,9 +239,10 @@ function textStream(tokenizer, onText) {
 
 /**
  * Exported files per device, fastest first, by time per forward pass (benchmarks/RESULTS.md, "Fast where it runs"):
- * onnxruntime-node runs 4-bit MatMulNBits fastest, onnxruntime-web's WASM build runs it slowest and fp32 fastest.
+ * onnxruntime-node runs 4-bit MatMulNBits fastest; onnxruntime-web's WASM build runs 8-bit MatMulNBits slowest,
+ * and the 4-bit file, folded into fp32 weights at load (withQuantConfig), as fast as fp32 from a 6x smaller download.
  */
-export const SPEED_ORDER = { cpu: ['q4', 'fp32', 'q8'], wasm: ['fp32', 'q8', 'q4'] };
+export const SPEED_ORDER = { cpu: ['q4', 'fp32', 'q8'], wasm: ['q4', 'fp32', 'q8'] };
 
 /** The largest file a browser loads by default, as a share of fp32's size: a 650 MB download is no answer. */
 export const MAX_BROWSER_SIZE_RATIO = 0.3;
@@ -282,6 +283,20 @@ async function readManifest(modelPath) {
 }
 
 /**
+ * onnxruntime session settings for the 4-bit file, whose MatMul weights are int4 DequantizeLinear + MatMul pairs
+ * (spantune.export.onnx): native onnxruntime (Node, WebGPU) fuses each pair into MatMulNBits at the export's
+ * accuracy level (its manifest; 1 = fp32 compute, as the parity check ran it; onnxruntime's own default, 4,
+ * quantizes activations to int8); onnxruntime-web's WASM build, whose MatMulNBits is 6-8x slower per pass than
+ * its fp32 MatMul, folds each pair into an fp32 weight when the session loads: a 4-bit download at fp32 speed.
+ * Python sets the same key (spantune.infer.onnx_backend.ACCURACY_LEVEL_KEY). Entries the caller set win.
+ */
+export function withQuantConfig(sessionOptions, device, accuracyLevel = 1) {
+  const entries = device === 'wasm' ? { disable_quant_qdq: '1' } : { qdq_matmulnbits_accuracy_level: String(accuracyLevel) };
+  const extra = sessionOptions?.extra ?? {};
+  return { ...sessionOptions, extra: { ...extra, session: { ...entries, ...extra.session } } };
+}
+
+/**
  * Load an exported folder and return a corrector.
  * @param {{modelPath: string, dtype?: string, device?: string, maxNewTokens?: number, sessionOptions?: object,
  *          progressCallback?: Function, keepMargin?: number, scoreKeep?: boolean, prefixCache?: boolean,
@@ -314,7 +329,8 @@ export async function createSpanCorrector({
 } = {}) {
   if (!modelPath) throw new Error('createSpanCorrector: modelPath (an exported spantune folder) is required');
   if (explicitMargin !== undefined) checkedMargin(explicitMargin, 'createSpanCorrector');
-  const dtype = askedDtype ?? defaultDtype(device, await readManifest(modelPath));
+  const manifest = await readManifest(modelPath);
+  const dtype = askedDtype ?? defaultDtype(device, manifest);
   const id = useLocalFolder(modelPath);
   const progress = progressCallback ? { progress_callback: progressCallback } : {};
   const tokenizer = await AutoTokenizer.from_pretrained(id, progress);
@@ -322,7 +338,7 @@ export async function createSpanCorrector({
     dtype,
     device,
     ...progress,
-    ...(sessionOptions ? { session_options: sessionOptions } : {}),
+    session_options: withQuantConfig(sessionOptions, device, manifest?.quantization?.[dtype]?.accuracy_level),
   });
   const keepMargin = explicitMargin ?? calibratedKeepMargin(model.config, modelPath);
   const eos = model.generation_config?.eos_token_id ?? tokenizer.eos_token_id;

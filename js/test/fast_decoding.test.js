@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 import { MODEL, expectedRows } from '../scripts/test-artifacts.mjs';
-import { copyDraft, coversPrefix, createSpanCorrector, defaultDtype, encodePrompt } from '../src/corrector.js';
+import { copyDraft, coversPrefix, createSpanCorrector, defaultDtype, encodePrompt, withQuantConfig } from '../src/corrector.js';
 
 const GOLDEN = fileURLToPath(new URL('../../fixtures/span_eval.jsonl', import.meta.url));
 const venvPython = fileURLToPath(new URL('../../.venv/bin/python', import.meta.url));
@@ -47,14 +47,23 @@ test('defaultDtype: q4 on WebGPU; elsewhere the fastest file for the device that
   assert.equal(defaultDtype('webgpu', manifest(1, 1)), 'q4');
   assert.equal(defaultDtype('cpu', manifest(9, 9)), 'q4');
   assert.equal(defaultDtype('cpu', manifest(8, 9)), 'fp32');
-  assert.equal(defaultDtype('wasm', manifest(9, 9)), 'q8'); // fp32 is faster on WASM but too big for a page
-  const sized = { ...manifest(9, 9), size_ratio_vs_fp32: { fp32: 1, q4: 0.16, q8: 0.4 } };
-  assert.equal(defaultDtype('wasm', sized), 'q4');
+  assert.equal(defaultDtype('wasm', manifest(9, 9)), 'q4'); // q4 folds to fp32 weights in WASM: fp32 speed
+  assert.equal(defaultDtype('wasm', manifest(8, 9)), 'q8'); // fp32 is faithful too, but too big for a page
+  const sized = { ...manifest(8, 9), size_ratio_vs_fp32: { fp32: 1, q4: 0.16, q8: 0.4 } };
+  assert.equal(defaultDtype('wasm', sized), 'q4'); // q8 over 30 % of fp32: the most faithful of what fits
   assert.equal(defaultDtype('wasm', manifest(9, 9, ['fp32'])), 'fp32'); // nothing smaller exported
-  assert.equal(defaultDtype('wasm', manifest(9, 9, ['q4', 'q8'])), 'q8');
-  assert.equal(defaultDtype('wasm', manifest(9, 8, ['q4', 'q8'])), 'q4');
+  assert.equal(defaultDtype('wasm', manifest(8, 9, ['q4', 'q8'])), 'q8');
   assert.equal(defaultDtype('wasm', manifest(2, 1, ['q4', 'q8'])), 'q4'); // none faithful: the most faithful
-  assert.equal(defaultDtype('wasm', { dtypes: ['q4', 'q8'] }), 'q8'); // no parity records: the fastest file
+  assert.equal(defaultDtype('wasm', { dtypes: ['q8', 'q4'] }), 'q4'); // no parity records: the fastest file
+});
+
+test('withQuantConfig: WASM folds the 4-bit pairs into fp32 weights, native runtimes fuse them at the export\'s level', () => {
+  assert.deepEqual(withQuantConfig(undefined, 'wasm', 1), { extra: { session: { disable_quant_qdq: '1' } } });
+  assert.deepEqual(withQuantConfig(undefined, 'cpu', 4), { extra: { session: { qdq_matmulnbits_accuracy_level: '4' } } });
+  assert.deepEqual(withQuantConfig(undefined, 'webgpu'), { extra: { session: { qdq_matmulnbits_accuracy_level: '1' } } });
+  const mine = { graphOptimizationLevel: 'all', extra: { session: { qdq_matmulnbits_accuracy_level: '0' }, x: 'y' } };
+  assert.deepEqual(withQuantConfig(mine, 'cpu', 4),
+    { graphOptimizationLevel: 'all', extra: { session: { qdq_matmulnbits_accuracy_level: '0' }, x: 'y' } });
 });
 
 test('the prompt head ids are Python\'s and a token prefix of every prompt', async () => {

@@ -6,8 +6,9 @@ The output folder is what Transformers.js loads with ``localModelPath`` and ``dt
     DIR/config.json  generation_config.json  tokenizer.json  tokenizer_config.json (with chat_template)
     DIR/model.safetensors            merged weights (no PEFT needed at inference)
     DIR/onnx/model.onnx              fp32 decoder with past key values
-    DIR/onnx/model_q4.onnx           4-bit MatMulNBits + GatherBlockQuantized (and other --dtypes, e.g.
-                                     model_quantized.onnx = q8: 8-bit MatMuls, for ≥ 95 % agreement with fp32)
+    DIR/onnx/model_q4.onnx           int4 DequantizeLinear + MatMul pairs, GatherBlockQuantized embedding (and
+                                     other --dtypes, e.g. model_quantized.onnx = q8: 8-bit MatMulNBits, for
+                                     ≥ 95 % agreement with fp32)
     DIR/README.md  manifest.json     model card; sha256 of every file, parity, sizes and the keep margin
     DIR/keep_margin.json             the calibrated keep margin, when the model has one (``spantune calibrate``;
                                      also in config.json's ``spantune.keep_margin`` for Transformers.js)

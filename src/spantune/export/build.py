@@ -114,7 +114,7 @@ def export_model(opts: ExportOptions) -> dict[str, Any]:
         parity = None
         if opts.verify:
             with steps.step(f"parity on {len(examples)} examples: PyTorch vs onnxruntime {', '.join(opts.dtypes)}"):
-                report = check_parity(model, tokenizer, tmp, examples, opts.dtypes, gen,
+                report = check_parity(model, tokenizer, tmp, examples, opts.dtypes, gen, opts.quant.accuracy_level,
                                       progress=lambda items, desc: tqdm(items, desc=desc, unit="span", leave=False))
                 report.data = str(opts.verify_data)
                 enforce_fp32(report)

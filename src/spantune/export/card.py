@@ -39,8 +39,9 @@ def _quant_lines(quantization: dict[str, dict[str, Any]]) -> list[str]:
     lines = []
     for dtype, q in quantization.items():
         pattern = q["eight_bit_nodes"]
-        eight = ("8-bit MatMuls" if pattern == "." else f"8-bit MatMuls matching `{pattern}`, the others 4-bit"
-                 if pattern else "4-bit MatMuls")
+        four = "4-bit MatMuls (int4 DequantizeLinear + MatMul: fused to MatMulNBits natively, fp32 in WASM)"
+        eight = ("8-bit MatMuls" if pattern == "." else f"8-bit MatMuls matching `{pattern}`, the others {four}"
+                 if pattern else four)
         lines.append(f"- {dtype}: {q['method']}: {eight}, block {q['block_size']}, "
                      f"{'symmetric' if q['symmetric'] else 'asymmetric'}, embedding {q['embedding']}")
     return lines

@@ -65,7 +65,7 @@ def add_export(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--keep-embedding", action="store_true",
                    help="leave the embedding in fp32 (bigger q4 file; measures what quantizing it costs)")
     p.add_argument("--accuracy-level", type=int, choices=(0, 1, 2, 3, 4), default=QuantOptions.accuracy_level,
-                   help="MatMulNBits compute precision: 1 fp32 (default; browsers compute in fp32 anyway), 4 int8")
+                   help="4-bit MatMul compute precision, recorded for the runtimes that fuse them: 1 fp32 (default; browsers compute in fp32 anyway), 4 int8")
     p.add_argument("--eight-bit", default="", metavar="REGEX",
                    help="q4: MatMuls whose ONNX node name matches keep 8-bit weights (e.g. 'lm_head|self_attn')")
     p.add_argument("--no-verify", action="store_true", help="skip the PyTorch/onnxruntime parity check")

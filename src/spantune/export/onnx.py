@@ -6,11 +6,16 @@ Why this chain (checked with transformers 4.57.6, optimum-onnx 0.1.0, onnxruntim
   (inputs ``input_ids``, ``attention_mask``, ``position_ids``, ``past_key_values.N.*``; opset 18).
 * ``no_post_process=True``: optimum's post-processing dedups a tied ``lm_head`` into ``Transpose(embed)``,
   which the 4-bit quantizer cannot touch. Without it lm_head stays its own MatMul weight and is quantized.
-* 4-bit: onnxruntime's ``MatMulNBitsQuantizer`` (``MatMulNBits``), plus the embedding ``Gather`` turned into
-  ``GatherBlockQuantized`` so q4 reaches ≤ 30 % of fp32 on small models whose embedding dominates.
-  Both are ``com.microsoft`` ops that onnxruntime-web (WASM and WebGPU) and onnxruntime-node implement.
-* q8: the same ops with 8-bit MatMul weights (embedding still 4-bit). On SmolLM2-135M, 4-bit MatMuls move
-  greedy output on ~1 span in 4-5 while 8-bit keeps ~96 % (benchmarks/q4_fidelity.py), at ~26 % of fp32.
+* 4-bit: onnxruntime's ``MatMulNBitsQuantizer`` in QDQ form — each weight stored as int4 blocks behind a
+  ``DequantizeLinear`` feeding the plain ``MatMul`` (opset 21) — plus the embedding ``Gather`` turned into
+  ``GatherBlockQuantized`` so q4 reaches ≤ 30 % of fp32 on small models whose embedding dominates. QDQ lets each
+  runtime pick its math when the session loads (:data:`spantune.infer.onnx_backend.QUANT_CONFIG`): native
+  onnxruntime fuses the pairs into ``MatMulNBits`` at the recorded accuracy level, while onnxruntime-web's WASM
+  build, whose ``MatMulNBits`` runs 6-8× slower per pass than its fp32 ``MatMul``, folds them into fp32 weights:
+  a 4-bit download at fp32 speed in the page, with the same answers (benchmarks/RESULTS.md).
+* q8: ``MatMulNBits`` with 8-bit weights (QDQ holds only 4 bits; embedding still 4-bit). On SmolLM2-135M, 4-bit
+  MatMuls move greedy output on ~1 span in 4-5 while 8-bit keeps ~96 % (benchmarks/q4_fidelity.py), at ~26 % of
+  fp32.
 """
 
 from __future__ import annotations
@@ -35,8 +40,8 @@ _PROTOBUF_LIMIT = 2_000_000_000
 
 @dataclass(frozen=True)
 class QuantOptions:
-    """4-bit settings (onnxruntime MatMulNBits): block size, symmetry, whether the embedding is quantized,
-    and which MatMuls (a regex on ONNX node names, e.g. ``self_attn``) keep 8-bit weights instead."""
+    """Block-quantization settings: block size, symmetry, whether the embedding is quantized, and which
+    MatMuls (a regex on ONNX node names, e.g. ``self_attn``) keep 8-bit weights instead."""
 
     block_size: int = 32
     symmetric: bool = True
@@ -44,11 +49,13 @@ class QuantOptions:
     #: 1 = fp32 compute inside MatMulNBits. Level 4 (int8 activations) is what native onnxruntime runs fast,
     #: but onnxruntime-web's WASM computes in fp32 regardless, so the browser's greedy output then differs
     #: from the Python parity check's (benchmarks/RESULTS.md, in-browser latency); level 1 keeps them equal.
+    #: An attribute of the 8-bit nodes; the 4-bit QDQ pairs get it at load time (manifest → session config).
     accuracy_level: int = 1
     eight_bit: str = ""
 
     def to_dict(self) -> dict[str, object]:
         return {"method": "onnxruntime MatMulNBitsQuantizer (RTN)", "bits": 4, "block_size": self.block_size,
+                "four_bit_format": None if self.eight_bit == "." else "int4 DequantizeLinear + MatMul (QDQ)",
                 "symmetric": self.symmetric, "embedding": "GatherBlockQuantized" if self.quantize_embedding else "fp32",
                 "accuracy_level": self.accuracy_level, "eight_bit_nodes": self.eight_bit or None}
 
@@ -105,27 +112,33 @@ def quiet_quantizer() -> Iterator[None]:
 
 
 def quantize_weights(source: Path, target: Path, opts: QuantOptions) -> Path:
-    """Block-quantized weights: MatMuls → MatMulNBits at 4 bits (8 bits where ``opts.eight_bit`` matches the
-    node name), the embedding → 4-bit GatherBlockQuantized (onnxruntime quantizes Gather at 4 bits only)."""
+    """Block-quantized weights: MatMuls → int4 DequantizeLinear + MatMul (QDQ; MatMulNBits at 8 bits where
+    ``opts.eight_bit`` matches the node name), the embedding → 4-bit GatherBlockQuantized (onnxruntime
+    quantizes Gather at 4 bits only, and only as that operator)."""
     import onnx
+    from onnxruntime.quantization import QuantFormat
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
     model = onnx.load(str(source))
     common = {"block_size": opts.block_size, "is_symmetric": opts.symmetric, "accuracy_level": opts.accuracy_level}
+
+    def quantize(**how: Any) -> None:
+        nonlocal model
+        quantizer = MatMulNBitsQuantizer(model, **common, **how)
+        quantizer.process()
+        model = quantizer.model.model
+
     with quiet_quantizer():
         if opts.eight_bit:
             nodes = weight_matmuls(model, opts.eight_bit)
             if not nodes:
                 raise SpantuneError(f"no MatMul with weights matches {opts.eight_bit!r} (8-bit nodes)")
-            # first pass: only the named nodes, at 8 bits ("-" is no op type: nothing else is picked)
-            first = MatMulNBitsQuantizer(model, bits=8, nodes_to_include=nodes, op_types_to_quantize=("-",), **common)
-            first.process()
-            model = first.model.model
-        ops = ("MatMul", "Gather") if opts.quantize_embedding else ("MatMul",)
-        quantizer = MatMulNBitsQuantizer(model, bits=4, op_types_to_quantize=ops,
-                                         quant_axes=(("MatMul", 0), ("Gather", 1)), **common)
-        quantizer.process()
-    save_model(quantizer.model.model, target)
+            # only the named nodes ("-" is no op type: nothing else is picked)
+            quantize(bits=8, nodes_to_include=nodes, op_types_to_quantize=("-",))
+        quantize(bits=4, op_types_to_quantize=("MatMul",), quant_axes=(("MatMul", 0),), quant_format=QuantFormat.QDQ)
+        if opts.quantize_embedding:
+            quantize(bits=4, op_types_to_quantize=("Gather",), quant_axes=(("Gather", 1),))
+    save_model(model, target)
     return target
 
 

@@ -94,9 +94,10 @@ def logit_gap(ref: Greedy, other: Greedy) -> tuple[float, float]:
 
 
 def check_parity(model: Any, tokenizer: Any, model_dir: Path, examples: Sequence[SpanExample],
-                 dtypes: Sequence[str], generation_config: Any,
+                 dtypes: Sequence[str], generation_config: Any, accuracy_level: int = 1,
                  progress: Callable[[Sequence[Any], str], Iterable[Any]] = lambda items, desc: items) -> ParityReport:
-    """Decode ``examples`` with PyTorch and each ONNX dtype; return agreement and logit differences."""
+    """Decode ``examples`` with PyTorch and each ONNX dtype (4-bit pairs fused at ``accuracy_level``, as
+    :class:`~spantune.infer.onnx_backend.OnnxCorrector` runs them); return agreement and logit differences."""
     prompts = [encode_prompt(tokenizer, ex).prompt for ex in examples]
     t0 = time.perf_counter()
     stop = generation_config.eos_token_id
@@ -106,7 +107,7 @@ def check_parity(model: Any, tokenizer: Any, model_dir: Path, examples: Sequence
     fp32_runs: list[Greedy] = []
     results: dict[str, DtypeParity] = {}
     for dtype in ["fp32", *[d for d in dtypes if d != "fp32"]]:
-        decoder = OnnxDecoder(onnx_file(model_dir, dtype))
+        decoder = OnnxDecoder(onnx_file(model_dir, dtype), accuracy_level=accuracy_level)
         res = DtypeParity(dtype=dtype, examples=len(examples))
         t0 = time.perf_counter()
         runs = [decoder.greedy(ids, generation_config.max_new_tokens, stop, keep_logits=True)

@@ -41,6 +41,19 @@ from spantune.schema import SpanExample
 DTYPE_SUFFIX = {"fp32": "", "fp16": "_fp16", "q4": "_q4", "q4f16": "_q4f16", "q8": "_quantized", "int8": "_int8"}
 _NUMPY_TYPE = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 
+#: The session setting for the 4-bit file's int4 DequantizeLinear + MatMul pairs (spantune.export.onnx): native
+#: onnxruntime fuses each pair into MatMulNBits at this accuracy level (its default, 4, quantizes activations to
+#: int8 and would move answers off the parity check's). js/src/corrector.js sets the same key in Node and on
+#: WebGPU, and folds the pairs into fp32 weights in the browser's WASM build instead.
+ACCURACY_LEVEL_KEY = "session.qdq_matmulnbits_accuracy_level"
+
+
+def accuracy_level(model_dir: str | Path, dtype: str) -> int:
+    """The export's MatMulNBits accuracy level for ``dtype`` (its manifest; 1, fp32 compute, if unrecorded)."""
+    manifest = Path(model_dir) / "manifest.json"
+    quant = json.loads(manifest.read_text()).get("quantization", {}) if manifest.is_file() else {}
+    return int(quant.get(dtype, {}).get("accuracy_level", 1))
+
 
 def onnx_file(model_dir: str | Path, dtype: str) -> Path:
     """Path of the ONNX decoder for ``dtype`` inside an export folder."""
@@ -85,7 +98,7 @@ class PrefixCache:
 class OnnxDecoder:
     """One onnxruntime session over a merged decoder with past key values."""
 
-    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+    def __init__(self, path: str | Path, threads: int | None = None, accuracy_level: int = 1) -> None:
         import onnxruntime as ort
 
         path = Path(path)
@@ -95,6 +108,7 @@ class OnnxDecoder:
         if threads:
             opts.intra_op_num_threads = threads
         opts.log_severity_level = 3
+        opts.add_session_config_entry(ACCURACY_LEVEL_KEY, str(accuracy_level))
         self.path = path
         self.session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
         inputs = {i.name: i for i in self.session.get_inputs()}
@@ -195,7 +209,7 @@ class OnnxCorrector:
         if not (self.model_dir / "tokenizer.json").is_file():
             raise SpantuneError(f"{self.model_dir} is not an exported model folder (no tokenizer.json)")
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir))
-        self.decoder = OnnxDecoder(onnx_file(self.model_dir, dtype), threads=threads)
+        self.decoder = OnnxDecoder(onnx_file(self.model_dir, dtype), threads, accuracy_level(self.model_dir, dtype))
         self.dtype = dtype
         self.max_new_tokens = max_new_tokens
         self.stop_ids = stop_ids_from_folder(self.model_dir, self.tokenizer)
