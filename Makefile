@@ -37,7 +37,7 @@ test-all: setup js browser
 	$(PY) -m pytest -q -m ''
 	cd js && npm test
 
-demo: setup js
+demo: setup js browser
 	$(VENV)/bin/spantune demo
 
 clean:

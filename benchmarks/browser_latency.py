@@ -14,50 +14,11 @@ benchmarks/RESULTS.md (and whether this Chromium offers WebGPU) and writes the r
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).parent))
-from latency import percentile  # noqa: E402  (the same nearest-rank percentile as the other latency table)
-
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def cases_from(data: Path, limit: int) -> list[dict[str, Any]]:
-    """Golden examples as page inputs: the whole text, with the span selected (code-point offsets)."""
-    from spantune.schema import read_jsonl
-
-    cases = []
-    for ex in read_jsonl(data, clip=True)[:limit]:
-        start = len(ex.ctx_before)
-        cases.append({"text": ex.ctx_before + ex.span_in + ex.ctx_after, "start": start,
-                      "end": start + len(ex.span_in)})
-    cases[0]["screenshot"] = True
-    return cases
-
-
-def summarize(result: dict[str, Any]) -> dict[str, Any]:
-    """One (dtype, threads) run: latencies of the page and of Node, passes, agreement."""
-    browser, node = result["browser"]["answers"], result["node"]
-
-    def stats(ms: list[float]) -> dict[str, float]:
-        return {"p50_ms": percentile(ms, 50), "p95_ms": percentile(ms, 95), "mean_ms": statistics.fmean(ms)}
-
-    return {
-        "spans": len(node),
-        "browser_worker": stats([a["latencyMs"] for a in browser]),
-        "browser_click_to_shown": stats([a["wallMs"] for a in browser]),
-        "node": stats([a["latencyMs"] for a in node]),
-        "mean_new_tokens": statistics.fmean(a["tokens"] for a in node),
-        "passes_per_span": statistics.fmean(a["passes"] for a in node),
-        "browser_equals_node": sum(a["raw"] == b["raw"] for a, b in zip(browser, node)) / len(node),
-        "browser_load_s": result["browser"]["loadMs"] / 1000,
-        "wasm_threads": result["browser"]["threads"],
-        "chromium": result["browser"]["userAgent"],
-        "webgpu_adapter": result["browser"]["webgpu"],
-    }
 
 
 def markdown(summaries: dict[tuple[str, int], dict[str, Any]], model: Path) -> str:
@@ -78,6 +39,7 @@ def markdown(summaries: dict[tuple[str, int], dict[str, Any]], model: Path) -> s
 
 
 def main(argv: list[str] | None = None) -> int:
+    from spantune.demo.page import page_cases, summarize
     from spantune.demo.server import DEFAULT_JS_DIR, drive_browser
     from spantune.errors import SpantuneError
     from spantune.io import write_json
@@ -101,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         for threads in (int(t) for t in args.threads.split(",")):
             out = args.out / f"{dtype}-{threads}t"
             try:
-                result = drive_browser(model, cases_from(args.data, args.limit), out, screenshot=out / "demo.png",
+                result = drive_browser(model, page_cases(args.data, args.limit), out, screenshot=out / "demo.png",
                                        warmup=args.warmup, dtype=dtype, threads=threads, js_dir=args.js_dir)
             except SpantuneError as exc:
                 print(f"browser_latency: error: {exc}", file=sys.stderr)

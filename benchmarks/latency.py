@@ -27,14 +27,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from spantune.demo.page import percentile  # nearest rank, as in the page's latency table
+
 ROOT = Path(__file__).resolve().parents[1]
 NODE_SCRIPT = Path(__file__).with_name("latency_node.mjs")
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (no interpolation between spans)."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
 
 
 def time_python(corrector: Any, examples: list[Any]) -> dict[str, Any]:

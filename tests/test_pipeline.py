@@ -134,6 +134,7 @@ def test_demo_end_to_end_on_the_tiny_model(tmp_path: Path, tiny_model_dir: Path,
     """Every step on a tiny random model and a small data build; the second run is served from the cache."""
     import shutil
 
+    from spantune.demo.page import CHROMIUM
     from spantune.demo.steps import run_demo
     from spantune.infer.node_backend import DEFAULT_JS_DIR
 
@@ -149,6 +150,8 @@ def test_demo_end_to_end_on_the_tiny_model(tmp_path: Path, tiny_model_dir: Path,
     cfg.export.verify_limit = 2
     cfg.node.limit = 3
     cfg.node.enabled = shutil.which("node") is not None and (DEFAULT_JS_DIR / "node_modules").is_dir()
+    cfg.page.spans = 2
+    cfg.page.enabled = cfg.node.enabled and CHROMIUM.is_file()
 
     report = run_demo(cfg)
     text = report.read_text()
@@ -167,6 +170,10 @@ def test_demo_end_to_end_on_the_tiny_model(tmp_path: Path, tiny_model_dir: Path,
     margin = json.loads((tmp_path / "run" / "train" / "keep_margin.json").read_text())["margin"]
     assert json.loads((tmp_path / "run" / "export" / "keep_margin.json").read_text())["margin"] == margin
     assert f"- keep margin: {margin:g} nats" in text
+    if cfg.page.enabled:  # the page step timed the q4 file in Chromium against Node on the same spans
+        page = json.loads((tmp_path / "run" / "page" / "summary.json").read_text())
+        assert page["spans"] == 2 and page["dtype"] == "q4" and page["browser_equals_node"] == 1.0
+        assert "## The page in Chromium (WASM)" in text
 
     def refuse(*args, **kwargs):
         pytest.fail("a cached step ran again")
@@ -175,6 +182,7 @@ def test_demo_end_to_end_on_the_tiny_model(tmp_path: Path, tiny_model_dir: Path,
     monkeypatch.setattr("spantune.train.run_training", refuse)
     monkeypatch.setattr("spantune.export.export_model", refuse)
     monkeypatch.setattr("spantune.data.build.run_build", refuse)
+    monkeypatch.setattr("spantune.demo.server.drive_browser", refuse)
     def results(report: str) -> str:  # the tables and facts; the timing lines differ by design
         return report[report.index("## golden"):report.index("## Steps")]
 

@@ -28,7 +28,7 @@ class EvalPart:
     untuned_real: bool = False  #: also score the untuned model on the real sample (~3 s/span on 2 CPU cores)
     #: the untuned model runs to the token cap on most spans (~1.4 s each): its row uses the first N spans of
     #: each set, which shows what tuning buys at a quarter of the time; null = all of them
-    untuned_limit: int | None = 25
+    untuned_limit: int | None = 10
     #: real-dev spans needing no fix (none of them in the reported sample) the tuned model's keep margin is
     #: calibrated on, so the shipped model leaves ``keep_target`` of correct spans alone; null = margin 0
     calibration_sample: int | None = 200
@@ -51,6 +51,14 @@ class NodePart:
 
 
 @dataclass
+class PagePart:
+    enabled: bool = True  #: skipped, saying so, where Chromium is not installed (`make browser`)
+    dtype: str = "q4"  #: the file the page loads by default on WASM (defaultDtype in js/src/corrector.js)
+    spans: int = 10  #: golden spans timed in the page and in Node, after one untimed warm-up
+    threads: int = 1  #: WASM threads in the page (and onnxruntime-node intra-op threads)
+
+
+@dataclass
 class DemoConfig:
     model: str = "embedded"
     run_dir: str = "runs/demo"
@@ -59,3 +67,4 @@ class DemoConfig:
     eval: EvalPart = field(default_factory=EvalPart)
     export: ExportPart = field(default_factory=ExportPart)
     node: NodePart = field(default_factory=NodePart)
+    page: PagePart = field(default_factory=PagePart)

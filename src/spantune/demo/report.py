@@ -61,8 +61,9 @@ def render_tables(evals: dict[tuple[str, str], dict[str, Any]], sets: dict[str, 
 
 def write_report(run_dir: Path, model: str, steps: list[tuple[str, str, float]],
                  evals: dict[tuple[str, str], dict[str, Any]], node: dict[str, Any] | None,
-                 sets: dict[str, tuple[str, str]], trained: Done, exported: Done) -> Path:
-    """REPORT.md: the side-by-side tables, training, export and Node facts, and links to every report.
+                 page: dict[str, Any] | None, sets: dict[str, tuple[str, str]], trained: Done,
+                 exported: Done) -> Path:
+    """REPORT.md: the side-by-side tables, training, export, Node and page facts, and links to every report.
     ``steps`` is the step cache's log: (step, ran or cached, seconds)."""
     import os
     import platform
@@ -107,6 +108,16 @@ def write_report(run_dir: Path, model: str, steps: list[tuple[str, str, float]],
                   f"- {node['n']} golden spans decoded by Transformers.js q4 in Node (model load {node['load_s']} s)",
                   f"- same raw output as Python onnxruntime q4 on {agree['raw']:.1%} of {agree['n']} spans "
                   f"(same inserted text: {agree['inserted_text']:.1%})", ""]
+    if page is not None:
+        w, c, n = page["browser_worker"], page["browser_click_to_shown"], page["node"]
+        lines += ["## The page in Chromium (WASM)", "",
+                  f"- {page['spans']} golden spans, {page['dtype']} file, {page['wasm_threads']} WASM thread(s), after "
+                  f"one warm-up; {page['chromium']}",
+                  f"- per span: page {w['p50_ms']:.0f} ms p50 / {w['p95_ms']:.0f} ms p95 (click → shown "
+                  f"{c['p50_ms']:.0f} ms p50); Node on the same file {n['p50_ms']:.0f} / {n['p95_ms']:.0f} ms "
+                  f"({w['p50_ms'] / n['p50_ms']:.2f}× Node at p50)",
+                  f"- page load {page['browser_load_s']:.1f} s; {page['passes_per_span']:.1f} forward passes per span; "
+                  f"same answer as Node on {page['browser_equals_node']:.0%} of the spans", ""]
     lines += ["## Reports", "", *(f"- {label} on {name}: `{r['report']}`" for (label, name), r in evals.items()),
               "", "## Steps", "", *markdown_table(["step", "status", "time"],
                                                [[t_, s, duration(sec)] for t_, s, sec in steps]), ""]

@@ -51,7 +51,7 @@ def sample_jsonl(src: Path, n: int | None, seed: int, dst: Path, exclude: Path |
 class Demo:
     """The demo's steps, in order; each returns the :class:`~spantune.demo.cache.Done` later steps depend on."""
 
-    TOTAL = 9
+    TOTAL = 10
 
     def __init__(self, cfg: DemoConfig, force: bool, console: Any) -> None:
         self.cfg = cfg
@@ -60,6 +60,7 @@ class Demo:
         self.cache = StepCache(self.run_dir, force, console)
         self.evals: dict[tuple[str, str], dict[str, Any]] = {}  # (system label, dataset) -> eval result
         self.node_facts: dict[str, Any] | None = None  # Transformers.js vs onnxruntime q4, once the Node row ran
+        self.page_facts: dict[str, Any] | None = None  # the page's latency against Node's, once the page step ran
 
     def title(self, n: int, what: str) -> str:
         return f"[{n}/{self.TOTAL}] {what}"
@@ -239,6 +240,38 @@ class Demo:
         run, ref = (Path(self.evals[(c.label, "golden")]["report"]).parent for c in (system, reference))
         self.node_facts = node_facts(run, ref)
 
+    def page(self, exported: Done, golden: tuple[str, str]) -> None:
+        """The export's browser file timed in the demo page (Chromium, WASM) against Node on the same file and
+        spans: what a user's browser would wait per suggestion. Skipped, saying why, without Chromium."""
+        from spantune.demo.page import CHROMIUM, page_cases, summarize
+        from spantune.demo.server import drive_browser
+        from spantune.infer.node_backend import DEFAULT_JS_DIR
+        from spantune.io import write_json
+
+        pcfg, title = self.cfg.page, self.title(9, "the page in Chromium (WASM)")
+        if not pcfg.enabled or not CHROMIUM.is_file():
+            why = "page.enabled: false" if not pcfg.enabled else f"no Chromium at {CHROMIUM} (`make browser`)"
+            self.console.print(f"[yellow]-[/] {title}: skipped ({why})")
+            return
+        out = self.run_dir / "page"
+        page_files = sorted((DEFAULT_JS_DIR / "demo").glob("*.*")) + [DEFAULT_JS_DIR / "src" / "corrector.js"]
+        inputs = {"export": exported.key, "data_sha256": golden[1], "dtype": pcfg.dtype, "spans": pcfg.spans,
+                  "threads": pcfg.threads, "js_lock_sha256": file_digest(DEFAULT_JS_DIR / "package-lock.json"),
+                  "page_sha256": {p.name: file_digest(p) for p in page_files}}
+
+        def run(resume: bool) -> dict[str, Any]:
+            result = drive_browser(Path(exported.result["dir"]).resolve(), page_cases(Path(golden[0]), pcfg.spans),
+                                   fresh_dir(out, False), screenshot=out / "demo.png", warmup=1, dtype=pcfg.dtype,
+                                   threads=pcfg.threads)
+            summary = summarize(result)
+            write_json(out / "summary.json", summary)
+            w, n = summary["browser_worker"], summary["node"]
+            self.console.print(f"page {summary['dtype']}: p50 {w['p50_ms']:.0f} ms per span (Node {n['p50_ms']:.0f} ms), "
+                               f"same answer as Node on {summary['browser_equals_node']:.0%}")
+            return {**summary, "outputs": [str(out / "summary.json")]}
+
+        self.page_facts = self.cache.run("page", f"{title}: {pcfg.dtype}, {pcfg.threads} thread(s)", inputs, run).result
+
 
 def run_demo(cfg: DemoConfig, force: bool = False) -> Path:
     """Run (or resume) every step; returns the path of REPORT.md."""
@@ -267,9 +300,11 @@ def run_demo(cfg: DemoConfig, force: bool = False) -> Path:
     q4 = Contender("tuned q4 (onnxruntime)", f"{ONNX_PREFIX}{exported.result['dir']}", exported.key, "q4")
     demo.evaluate(7, q4, {"golden": sets["golden"]})
     demo.node(exported, q4, sets["golden"])
-    report = write_report(demo.run_dir, cfg.model, demo.cache.log, demo.evals, demo.node_facts, sets, trained, exported)
+    demo.page(exported, sets["golden"])
+    report = write_report(demo.run_dir, cfg.model, demo.cache.log, demo.evals, demo.node_facts, demo.page_facts,
+                          sets, trained, exported)
     out = Console(width=120)
-    out.rule(f"[bold]{demo.title(9, 'side by side')}[/]", align="left")
+    out.rule(f"[bold]{demo.title(10, 'side by side')}[/]", align="left")
     for table in render_tables(demo.evals, sets):
         out.print(table)
     out.print(f"full report: {report}")
