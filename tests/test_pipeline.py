@@ -12,7 +12,7 @@ from rich.console import Console
 from spantune.demo.cache import StepCache, fingerprint
 from spantune.demo.config import DemoConfig
 from spantune.demo.report import side_by_side
-from spantune.demo.steps import Contender, Demo
+from spantune.demo.steps import SystemRow, Demo
 from spantune.errors import SpantuneError
 from spantune.schema import read_jsonl
 
@@ -101,7 +101,7 @@ def test_identity_eval_is_real_and_cached(tmp_path: Path, golden_path: Path,
     cfg.eval.real = False
     sets = {"golden": (str(golden_path), "digest")}
     demo = Demo(cfg, force=False, console=Console(file=io.StringIO()))
-    demo.evaluate(6, Contender("identity", "identity"), sets)
+    demo.evaluate(6, SystemRow("identity", "identity"), sets)
     examples = read_jsonl(golden_path)
     noop = sum(ex.span_in == ex.span_out for ex in examples) / len(examples)
     result = demo.evals[("identity", "golden")]
@@ -111,7 +111,7 @@ def test_identity_eval_is_real_and_cached(tmp_path: Path, golden_path: Path,
 
     monkeypatch.setattr("spantune.evaluate.run_eval", lambda *a, **k: pytest.fail("cached step ran again"))
     again = Demo(cfg, force=False, console=Console(file=io.StringIO()))
-    again.evaluate(6, Contender("identity", "identity"), sets)
+    again.evaluate(6, SystemRow("identity", "identity"), sets)
     assert again.evals[("identity", "golden")] == result
     rows = side_by_side(again.evals, "golden")
     assert rows[0][0] == "identity" and rows[0][1] == f"{100 * noop:.1f}%"
@@ -124,7 +124,7 @@ def test_an_eval_whose_inputs_changed_starts_from_an_empty_folder(tmp_path: Path
     for limit in (5, 3):
         cfg.eval.limit = limit
         demo = Demo(cfg, force=False, console=Console(file=io.StringIO()))
-        demo.evaluate(6, Contender("identity", "identity"), sets)
+        demo.evaluate(6, SystemRow("identity", "identity"), sets)
         assert demo.evals[("identity", "golden")]["n"] == limit
 
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class Contender:
+class SystemRow:
     """A row of the final table: the system :func:`~spantune.evaluate.run_eval` gets, and what it depends on."""
 
     label: str
@@ -111,14 +111,14 @@ class Demo:
             sets["real"] = (str(path), file_digest(path))
         return sets
 
-    def evaluate(self, n: int, system: Contender, sets: dict[str, tuple[str, str]], limit: int | None = None) -> None:
+    def evaluate(self, n: int, system: SystemRow, sets: dict[str, tuple[str, str]], limit: int | None = None) -> None:
         """Evaluate ``system`` on every eval set (one cached step each): the first ``limit`` examples of each,
         or fewer when ``eval.limit`` (quick runs) says so."""
         limits = [x for x in (limit, self.cfg.eval.limit) if x is not None]
         for set_name, (path, digest) in sets.items():
             self._eval(n, system, set_name, path, digest, min(limits, default=None))
 
-    def _eval(self, n: int, system: Contender, set_name: str, path: str, digest: str, limit: int | None) -> None:
+    def _eval(self, n: int, system: SystemRow, set_name: str, path: str, digest: str, limit: int | None) -> None:
         """One cached :func:`~spantune.evaluate.run_eval` of ``system`` on the first ``limit`` examples of ``path``
         (all when None), resumed after its last prediction when interrupted."""
         slug = f"{re.sub(r'[^a-z0-9]+', '-', system.label.lower()).strip('-')}__{set_name}"
@@ -223,7 +223,7 @@ class Demo:
         return self.cache.run("export", self.title(7, f"export ONNX {'+'.join(ecfg.dtypes)} with parity → {out}"),
                               inputs, run)
 
-    def node(self, exported: Done, reference: Contender, golden: tuple[str, str]) -> None:
+    def node(self, exported: Done, reference: SystemRow, golden: tuple[str, str]) -> None:
         """The q4 export in Transformers.js (Node) on the golden set: an eval of the ``node:`` system like any
         other row, then compared with ``reference`` (onnxruntime q4) on the same spans."""
         from spantune.demo.report import node_facts
@@ -233,7 +233,7 @@ class Demo:
         if not self.cfg.node.enabled:
             self.console.print(f"[yellow]-[/] {self.title(8, 'Transformers.js (Node)')}: skipped (node.enabled: false)")
             return
-        system = Contender("tuned q4 (Transformers.js)", f"{NODE_PREFIX}{exported.result['dir']}", exported.key, "q4",
+        system = SystemRow("tuned q4 (Transformers.js)", f"{NODE_PREFIX}{exported.result['dir']}", exported.key, "q4",
                            inputs={"js_lock_sha256": file_digest(DEFAULT_JS_DIR / "package-lock.json"),
                                    "harness_sha256": file_digest(harness_path(DEFAULT_JS_DIR))})
         self._eval(8, system, "golden", *golden, self.cfg.node.limit)
@@ -290,14 +290,14 @@ def run_demo(cfg: DemoConfig, force: bool = False) -> Path:
     data = demo.data()
     sets = demo.datasets(data)
     limit = cfg.eval.untuned_limit
-    untuned = Contender("untuned" if limit is None else f"untuned (first {limit})", cfg.model, upstream=model.key)
+    untuned = SystemRow("untuned" if limit is None else f"untuned (first {limit})", cfg.model, upstream=model.key)
     demo.evaluate(3, untuned, sets if cfg.eval.untuned_real else {"golden": sets["golden"]}, limit=limit)
     trained = demo.calibrate(demo.train(model, data), data, sets)
-    demo.evaluate(5, Contender("tuned", trained.result["run_dir"], upstream=trained.key), sets)
-    for system in (Contender("identity", "identity"), Contender("Harper", "harper")):
+    demo.evaluate(5, SystemRow("tuned", trained.result["run_dir"], upstream=trained.key), sets)
+    for system in (SystemRow("identity", "identity"), SystemRow("Harper", "harper")):
         demo.evaluate(6, system, sets)
     exported = demo.export(trained)
-    q4 = Contender("tuned q4 (onnxruntime)", f"{ONNX_PREFIX}{exported.result['dir']}", exported.key, "q4")
+    q4 = SystemRow("tuned q4 (onnxruntime)", f"{ONNX_PREFIX}{exported.result['dir']}", exported.key, "q4")
     demo.evaluate(7, q4, {"golden": sets["golden"]})
     demo.node(exported, q4, sets["golden"])
     demo.page(exported, sets["golden"])
