@@ -9,10 +9,11 @@ Why this chain (checked with transformers 4.57.6, optimum-onnx 0.1.0, onnxruntim
 * 4-bit: onnxruntime's ``MatMulNBitsQuantizer`` in QDQ form — each weight stored as int4 blocks behind a
   ``DequantizeLinear`` feeding the plain ``MatMul`` (opset 21) — plus the embedding ``Gather`` turned into
   ``GatherBlockQuantized`` so q4 reaches ≤ 30 % of fp32 on small models whose embedding dominates. QDQ lets each
-  runtime pick its math when the session loads (:data:`spantune.infer.onnx_backend.QUANT_CONFIG`): native
-  onnxruntime fuses the pairs into ``MatMulNBits`` at the recorded accuracy level, while onnxruntime-web's WASM
-  build, whose ``MatMulNBits`` runs 6-8× slower per pass than its fp32 ``MatMul``, folds them into fp32 weights:
-  a 4-bit download at fp32 speed in the page, with the same answers (benchmarks/RESULTS.md).
+  runtime pick its math when the session loads (:data:`spantune.infer.onnx_backend.ACCURACY_LEVEL_KEY`;
+  ``withQuantConfig`` in js/src/corrector.js): native onnxruntime fuses the pairs into ``MatMulNBits`` at the
+  recorded accuracy level, while onnxruntime-web's WASM build, whose ``MatMulNBits`` runs 6-8× slower per pass
+  than its fp32 ``MatMul``, folds them into fp32 weights: a 4-bit download at fp32 speed in the page, with the same
+  answers (benchmarks/RESULTS.md).
 * q8: ``MatMulNBits`` with 8-bit weights (QDQ holds only 4 bits; embedding still 4-bit). On SmolLM2-135M, 4-bit
   MatMuls move greedy output on ~1 span in 4-5 while 8-bit keeps ~96 % (benchmarks/q4_fidelity.py), at ~26 % of
   fp32.
