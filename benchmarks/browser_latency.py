@@ -57,20 +57,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder for result.json, summary.json and a screenshot")
     parser.add_argument("--js-dir", type=Path, default=DEFAULT_JS_DIR, help="the spantune js/ folder")
     args = parser.parse_args(argv)
-    model = args.model.resolve()  # the Node side runs from js/: a relative path would point elsewhere
     summaries: dict[tuple[str, int], dict[str, Any]] = {}
     for dtype in args.dtypes.split(","):
         for threads in (int(t) for t in args.threads.split(",")):
             out = args.out / f"{dtype}-{threads}t"
             try:
-                result = drive_browser(model, page_cases(args.data, args.limit), out, screenshot=out / "demo.png",
+                result = drive_browser(args.model, page_cases(args.data, args.limit), out, screenshot=out / "demo.png",
                                        warmup=args.warmup, dtype=dtype, threads=threads, js_dir=args.js_dir)
             except SpantuneError as exc:
                 print(f"browser_latency: error: {exc}", file=sys.stderr)
                 return 1
             summaries[dtype, threads] = summarize(result)
             write_json(out / "summary.json", summaries[dtype, threads])
-    print(markdown(summaries, model))
+    print(markdown(summaries, args.model))
     return 0
 
 

@@ -7,6 +7,7 @@ only where Chromium is not installed (`make browser` / `.ci/run` install it with
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -39,10 +40,13 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def test_browser_suggestion_equals_node_harness(lively_export: Path) -> None:
+def test_browser_suggestion_equals_node_harness(lively_export: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from spantune.demo.server import drive_browser
 
-    result = drive_browser(lively_export, CASES, ARTIFACTS, screenshot=ARTIFACTS / "demo.png")
+    # Paths relative to the working directory, as the demo passes them (the driver itself runs from js/).
+    monkeypatch.chdir(ROOT)
+    work = ARTIFACTS.relative_to(ROOT)
+    result = drive_browser(Path(os.path.relpath(lively_export)), CASES, work, screenshot=work / "demo.png")
     browser, node = result["browser"], result["node"]
     assert browser["errors"] == []
     origin = browser["requests"][0].split("?")[0]

@@ -181,10 +181,13 @@ def drive_browser(model_dir: Path, cases: list[dict[str, object]], work_dir: Pat
     """Serve ``model_dir`` and run js/demo/test/e2e.mjs: Chromium and the Node harness answer ``cases``.
 
     Each case is ``{"text", "start", "end"}`` in code points. Returns the driver's JSON (see e2e.mjs).
-    Used by tests/test_browser.py and benchmarks/browser_latency.py.
+    Used by the demo's page step, tests/test_browser.py and benchmarks/browser_latency.py. Paths may be
+    relative to the working directory: the driver runs from ``js_dir``, so they are made absolute here.
     """
     import subprocess
 
+    model_dir, work_dir, js_dir = model_dir.resolve(), work_dir.resolve(), js_dir.resolve()
+    screenshot = screenshot.resolve() if screenshot is not None else None
     if not (js_dir / "node_modules" / "playwright-core").is_dir():
         raise SpantuneError(f"{js_dir / 'node_modules'} lacks playwright-core; run: cd js && npm ci")
     work_dir.mkdir(parents=True, exist_ok=True)

@@ -260,7 +260,7 @@ class Demo:
                   "page_sha256": {p.name: file_digest(p) for p in page_files}}
 
         def run(resume: bool) -> dict[str, Any]:
-            result = drive_browser(Path(exported.result["dir"]).resolve(), page_cases(Path(golden[0]), pcfg.spans),
+            result = drive_browser(Path(exported.result["dir"]), page_cases(Path(golden[0]), pcfg.spans),
                                    fresh_dir(out, False), screenshot=out / "demo.png", warmup=1, dtype=pcfg.dtype,
                                    threads=pcfg.threads)
             summary = summarize(result)
