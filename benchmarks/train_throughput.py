@@ -18,8 +18,9 @@ examples, from a freshly loaded base model, in one process. Reported:
   head computed per row, then ``bf16`` with the shared prompt head run once per batch (``train.shared_prefix``);
   reported as speed-ups over fp32;
 * peak memory above the level before each phase: on CUDA ``torch.cuda.max_memory_allocated``; on CPU
-  the resident set size sampled every 5 ms (glibc is told to return freed blocks to the OS at once,
-  so the RSS follows what torch holds).
+  the resident set size sampled every 5 ms, from a heap trimmed at the start of each phase (glibc returns
+  freed blocks of 4 MiB and more to the OS at once, the rest when the heap is trimmed), so the RSS follows what
+  torch holds to within a few MiB per allocator arena.
 
     python benchmarks/train_throughput.py --model embedded --data data/train.jsonl --examples 32 [--precisions]
 """
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import gc
 import json
 import math
 import os
@@ -65,6 +67,7 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats()
             self._base = torch.cuda.memory_allocated()
             return self
+        trim_heap()
         self._base = self._rss()
         self._max = self._base
         self._stop = threading.Event()
@@ -89,15 +92,34 @@ class PeakMemory:
         self.peak = max(self._max, self._rss()) - self._base
 
 
-def return_freed_memory_to_os() -> None:
-    """glibc: serve blocks >= 64 KiB with mmap and trim the heap eagerly, so RSS tracks live memory."""
+def glibc() -> Any:
+    """The C library, or None where it is not glibc (the RSS then includes blocks the allocator keeps)."""
     try:
-        libc = ctypes.CDLL("libc.so.6")
+        return ctypes.CDLL("libc.so.6")
     except OSError:
-        return
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    libc.mallopt(m_mmap_threshold, 64 * 1024)
-    libc.mallopt(m_trim_threshold, 128 * 1024)
+        return None
+
+
+def return_freed_memory_to_os() -> None:
+    """glibc: serve blocks >= 4 MiB with mmap and trim the heap past 16 MiB free, so RSS tracks live memory.
+
+    Lower thresholds (64 KiB) make every mid-sized tensor a fresh mmap whose pages the kernel zeroes on first
+    touch: on an AMX Xeon a bf16 phase, which casts each weight per step, then ran at 100 % system CPU for
+    minutes. What stays cached in the heap between phases is handed back by :func:`trim_heap`.
+    """
+    libc = glibc()
+    if libc is not None:
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        libc.mallopt(m_mmap_threshold, 4 << 20)
+        libc.mallopt(m_trim_threshold, 16 << 20)
+
+
+def trim_heap() -> None:
+    """Collect cycles and hand every free heap page to the OS, so a phase's RSS starts from what is live."""
+    gc.collect()
+    libc = glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 def one_epoch(cfg: Any, model: str, data: str, examples: int, threads: int | None) -> Any:
