@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from spantune.demo.page import CHROMIUM
 from spantune.prompt import select_span
 
 ROOT = Path(__file__).resolve().parents[1]
 JS_DIR = ROOT / "js"
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = JS_DIR / "demo" / "test" / ".artifacts"
 
 TEXT = "She go to the store yesterday and buyed three apple.\nI has went to the park."

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from spantune.demo.page import CHROMIUM
 from spantune.demo.server import DEFAULT_JS_DIR, make_server, serve_in_thread, url_of
 
-CHROMIUM = Path("/usr/bin/chromium")
 CASES = [
     {"text": "She go to the store yesterday and buyed three apple.", "start": 0, "end": 52},
     {"text": "She go to the store yesterday.", "start": 4, "end": 6},
