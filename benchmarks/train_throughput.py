@@ -43,7 +43,8 @@ from typing import Any
 NAIVE_LENGTH = 512
 NAIVE_BATCH = 4
 #: --precisions: (row label, precision, train.shared_prefix)
-RECIPE_PHASES = (("recipe fp32", "fp32", False), ("recipe bf16", "bf16", False), ("recipe bf16+prefix", "bf16", True))
+RECIPE_PHASES = (("recipe fp32", "fp32", False), ("recipe fp32+prefix", "fp32", True), ("recipe bf16", "bf16", False),
+                 ("recipe bf16+prefix", "bf16", True))
 RECIPE = Path(__file__).resolve().parents[1] / "configs" / "train" / "smollm2-135m_lora_cpu-demo.yaml"
 
 

@@ -61,7 +61,7 @@ def test_auto_is_fp32_without_native_bf16_and_bf16_is_refused(monkeypatch) -> No
 def test_auto_is_bf16_with_native_bf16_but_not_for_quant_aware(monkeypatch) -> None:
     _cpu(monkeypatch, avx512_bf16=True)
     p = mixed_precision(_cfg())
-    assert p.bf16 and p.detail == "bf16 (cpu avx512_bf16: frozen weights bf16, LoRA fp32, autocast)"
+    assert p.bf16 and p.detail == "bf16 (cpu avx512_bf16: frozen weights bf16, LoRA fp32, autocast, eager attention)"
     assert mixed_precision(_cfg("bf16")) == p
     assert mixed_precision(_cfg("fp32")).name == "fp32"
     qa = mixed_precision(_cfg(quant_aware=True))
@@ -80,6 +80,53 @@ def test_bf16_trainer_has_bf16_frozen_weights_and_fp32_lora(tmp_path: Path, tiny
     assert trainable == {torch.float32} and frozen == {torch.bfloat16}
 
 
+def test_bf16_loss_skips_the_adapter_input_cast_and_runs_eager_attention(tmp_path: Path, tiny_model_dir: Path,
+                                                                        monkeypatch) -> None:
+    """Under bf16 the loss's forward feeds each adapter its bf16 input as is: without PEFT's cast to fp32 (which
+    autocast undoes) the loss and every adapter gradient are bit-identical. The CPU trainer runs eager attention,
+    which differs from torch's fused kernel by bf16 rounding only."""
+    from contextlib import nullcontext
+
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    import spantune.train.loss as loss_module
+    from spantune.train import build_trainer, prepare, sft_config
+
+    cfg = load_config(TrainConfig, write_config(tmp_path, tiny_model_dir, lora={"dropout": 0.0}))
+    prep = prepare(cfg, tmp_path / "run", resume=False)
+    trainer = build_trainer(prep, sft_config(prep.config, tmp_path / "run", True, False, False), "bf16")
+    model = trainer.model.train()
+    assert model.get_base_model().config._attn_implementation == "eager"
+    layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
+    casts: list[bool] = []
+    layers[0].register_forward_pre_hook(lambda module, args: casts.append(module.cast_input_dtype_enabled))
+    torch.manual_seed(0)
+    for name, param in model.named_parameters():  # LoRA B starts at 0, which would zero A's gradients
+        if "lora_B" in name:
+            param.data.normal_(std=0.05)
+    batch = dict(next(iter(trainer.get_train_dataloader())))
+
+    def loss_and_grads() -> tuple[torch.Tensor, list[torch.Tensor]]:
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # as the Trainer runs it under bf16
+            loss = trainer.compute_loss(model, batch)
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
+
+    loss, grads = loss_and_grads()
+    assert casts and not any(casts) and all(m.cast_input_dtype_enabled for m in layers)  # off in the loss only
+    casts.clear()
+    monkeypatch.setattr(loss_module, "disable_input_dtype_casting", lambda model, active: nullcontext())
+    cast_loss, cast_grads = loss_and_grads()
+    assert casts and all(casts)
+    assert torch.equal(loss, cast_loss) and all(torch.equal(a, b) for a, b in zip(grads, cast_grads))
+    model.get_base_model().set_attn_implementation("sdpa")
+    fused_loss, fused_grads = loss_and_grads()
+    assert torch.allclose(fused_loss, loss, rtol=2e-2)
+    flat, fused_flat = torch.cat([g.flatten() for g in grads]), torch.cat([g.flatten() for g in fused_grads])
+    assert torch.cosine_similarity(flat, fused_flat, dim=0) > 0.99
+
+
 def test_bf16_run_on_cpu_saves_fp32_adapter_and_loads_in_fp32(tmp_path: Path, tiny_model_dir: Path, monkeypatch,
                                                                capsys) -> None:
     _cpu(monkeypatch, avx512_bf16=True)  # emulated where the CPU lacks it: slower, same dtypes
@@ -87,7 +134,7 @@ def test_bf16_run_on_cpu_saves_fp32_adapter_and_loads_in_fp32(tmp_path: Path, ti
     run = tmp_path / "run"
     assert main(["train", "--config", str(cfg), "--out", str(run)]) == 0
 
-    detail = "bf16 (cpu avx512_bf16: frozen weights bf16, LoRA fp32, autocast)"
+    detail = "bf16 (cpu avx512_bf16: frozen weights bf16, LoRA fp32, autocast, eager attention)"
     assert f"precision: {detail}" in capsys.readouterr().out
     assert json.loads((run / "run_info.json").read_text())["precision"] == detail
     losses = [r["loss"] for r in metrics(run) if "loss" in r]

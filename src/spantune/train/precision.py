@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from spantune.errors import SpantuneError
 from spantune.train.config import TrainConfig
@@ -71,4 +72,11 @@ def mixed_precision(cfg: TrainConfig) -> Precision:
         return Precision("fp32", "fp32 (cpu without native bf16)")
     if qa:
         return Precision("fp32", f"fp32 (cpu {native}, but quant-aware training keeps its 4-bit grid on fp32 weights)")
-    return Precision("bf16", f"bf16 (cpu {native}: {weights}, autocast)")
+    return Precision("bf16", f"bf16 (cpu {native}: {weights}, autocast, eager attention)")
+
+
+def use_eager_attention(model: Any) -> None:
+    """Eager attention for bf16 training on a CPU: torch's CPU flash-attention backward in bf16 took ~30 % of a
+    step of the CPU recipe (~70-token rows), where the eager softmax(QK^T)V costs a few milliseconds
+    (benchmarks/RESULTS.md, run 8)."""
+    model.get_base_model().set_attn_implementation("eager")

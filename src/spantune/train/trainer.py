@@ -16,7 +16,7 @@ from typing import Any
 
 from spantune.io import write_json
 from spantune.train.config import LoraSection, TrainConfig
-from spantune.train.precision import mixed_precision
+from spantune.train.precision import mixed_precision, use_eager_attention
 from spantune.train.prepare import Prepared
 
 
@@ -131,6 +131,8 @@ def _save_adapter(trainer: Any, run_dir: Path, base_name: str, quant_block: int 
 
 def build_trainer(prep: Prepared, args: Any, precision: str, callbacks: list[Any] | None = None) -> Any:
     """The base model with a fresh LoRA adapter inside TRL's SFTTrainer, on the prepared sequences."""
+    import torch
+
     from spantune.train.data import to_dataset
     from spantune.train.loss import SpanSFTTrainer
 
@@ -146,6 +148,8 @@ def build_trainer(prep: Prepared, args: Any, precision: str, callbacks: list[Any
         callbacks=callbacks,
         shared_prefix=prep.config.train.shared_prefix,
     )
+    if precision == "bf16" and not torch.cuda.is_available():
+        use_eager_attention(trainer.model)
     qa = prep.config.quant_aware
     if qa.enabled:
         from spantune.train.callbacks import QuantAwareStart
