@@ -67,8 +67,10 @@ class TrainSection:
     save_total_limit: int = 2
     threads: int | None = None  #: torch CPU threads (None: torch's default)
     #: run the prompt head every row of a batch shares (chat template + system prompt) once per batch
-    #: (spantune.train.loss); off under gradient checkpointing, which forbids the key/value cache it needs
-    shared_prefix: bool = True
+    #: (spantune.train.loss); off by default: on an AMX Xeon its extra forward's per-op cost outweighed the saved
+    #: matmuls at fp32 and bf16 alike (0.92x tokens/s; benchmarks/RESULTS.md, run 8); off under gradient
+    #: checkpointing, which forbids the key/value cache it needs
+    shared_prefix: bool = False
 
 
 @dataclass

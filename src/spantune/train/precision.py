@@ -40,10 +40,11 @@ def mixed_precision(cfg: TrainConfig) -> Precision:
     """bf16 on GPUs and CPUs that compute it natively, fp32 elsewhere; asking for what the machine lacks fails.
 
     bf16 means frozen base weights stored in bf16, LoRA weights and optimizer state in fp32, the forward under
-    ``torch.autocast`` (the Trainer's bf16 mode): on an AVX512-BF16 CPU a LoRA step of the CPU recipe took 1.45x
-    less CPU time than fp32 on shared cores (2.3x in the issue's idle-machine timing), and less than autocast over
-    fp32 weights, with 0.7x the peak memory (benchmarks/RESULTS.md). Quant-aware
-    training stays fp32 on CPU: its 4-bit grid is the one the export computes from fp32 weights.
+    ``torch.autocast`` (the Trainer's bf16 mode), and on a CPU eager attention (:func:`use_eager_attention`): a
+    step of the CPU recipe took 0.76x the time of fp32 on an AMX Xeon at 0.68x the peak memory, 0.83x on an
+    AMD EPYC with the older bf16 path; the same 800 steps reached the same real-dev exact match as fp32
+    (benchmarks/RESULTS.md, runs 7 and 8). Quant-aware training stays fp32 on CPU: its 4-bit grid is the one
+    the export computes from fp32 weights.
     """
     import torch
 
