@@ -31,7 +31,7 @@ class EvalPart:
     untuned_limit: int | None = 10
     #: real-dev spans needing no fix (none of them in the reported sample) the tuned model's keep margin is
     #: calibrated on, so the shipped model leaves ``keep_target`` of correct spans alone; null = margin 0
-    calibration_sample: int | None = 200
+    calibration_sample: int | None = 400
     keep_target: float = 0.95
     seed: int = 0
     limit: int | None = None  #: first N examples of each set only (quick runs)
