@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from train_helpers import ROOT, adapter_tensors, metrics, span_rows, write_config, write_jsonl
+from train_helpers import (ROOT, adapter_tensors, loss_and_grads, metrics, span_rows, train_mode_with_nonzero_lora_b,
+                           write_config, write_jsonl)
 
 from spantune.cli import main
 from spantune.config import load_config
@@ -105,21 +106,11 @@ def test_shared_prefix_gives_the_plain_loss_and_gradients(tmp_path: Path, tiny_m
     batch = dict(next(iter(trainer.get_train_dataloader())))
     prefix = shared_prefix_length(batch["input_ids"], batch["attention_mask"], kept_positions(batch["labels"]))
     assert prefix >= 10, "the rows should share the template head for this test to mean something"
-    model = trainer.model.train()
-    torch.manual_seed(0)
-    for name, param in model.named_parameters():  # LoRA B starts at 0, which would zero A's gradients
-        if "lora_B" in name:
-            param.data.normal_(std=0.05)
-
-    def loss_and_grads(shared: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        trainer.shared_prefix = shared
-        model.zero_grad()
-        loss = trainer.compute_loss(model, batch)
-        loss.backward()
-        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
-
-    plain, plain_grads = loss_and_grads(False)
-    shared, shared_grads = loss_and_grads(True)
+    train_mode_with_nonzero_lora_b(trainer)
+    trainer.shared_prefix = False
+    plain, plain_grads = loss_and_grads(trainer, batch)
+    trainer.shared_prefix = True
+    shared, shared_grads = loss_and_grads(trainer, batch)
     assert torch.allclose(shared, plain, rtol=1e-4, atol=1e-6), (shared, plain)
     assert plain_grads.keys() == shared_grads.keys() and plain_grads
     for name, grad in plain_grads.items():

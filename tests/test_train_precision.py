@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_helpers import adapter_tensors, metrics, write_config
+from train_helpers import adapter_tensors, loss_and_grads, metrics, train_mode_with_nonzero_lora_b, write_config
 
 from spantune.cli import main
 from spantune.config import load_config
@@ -95,35 +95,26 @@ def test_bf16_loss_skips_the_adapter_input_cast_and_runs_eager_attention(tmp_pat
     cfg = load_config(TrainConfig, write_config(tmp_path, tiny_model_dir, lora={"dropout": 0.0}))
     prep = prepare(cfg, tmp_path / "run", resume=False)
     trainer = build_trainer(prep, sft_config(prep.config, tmp_path / "run", True, False, False), "bf16")
-    model = trainer.model.train()
+    model = train_mode_with_nonzero_lora_b(trainer)
     assert model.get_base_model().config._attn_implementation == "eager"
     layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
     casts: list[bool] = []
     layers[0].register_forward_pre_hook(lambda module, args: casts.append(module.cast_input_dtype_enabled))
-    torch.manual_seed(0)
-    for name, param in model.named_parameters():  # LoRA B starts at 0, which would zero A's gradients
-        if "lora_B" in name:
-            param.data.normal_(std=0.05)
     batch = dict(next(iter(trainer.get_train_dataloader())))
 
-    def loss_and_grads() -> tuple[torch.Tensor, list[torch.Tensor]]:
-        model.zero_grad()
-        with torch.autocast("cpu", dtype=torch.bfloat16):  # as the Trainer runs it under bf16
-            loss = trainer.compute_loss(model, batch)
-        loss.backward()
-        return loss.detach(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
-
-    loss, grads = loss_and_grads()
+    loss, grads = loss_and_grads(trainer, batch, bf16=True)
     assert casts and not any(casts) and all(m.cast_input_dtype_enabled for m in layers)  # off in the loss only
     casts.clear()
     monkeypatch.setattr(loss_module, "disable_input_dtype_casting", lambda model, active: nullcontext())
-    cast_loss, cast_grads = loss_and_grads()
+    cast_loss, cast_grads = loss_and_grads(trainer, batch, bf16=True)
     assert casts and all(casts)
-    assert torch.equal(loss, cast_loss) and all(torch.equal(a, b) for a, b in zip(grads, cast_grads))
+    assert torch.equal(loss, cast_loss) and grads.keys() == cast_grads.keys()
+    assert all(torch.equal(grads[n], cast_grads[n]) for n in grads)
     model.get_base_model().set_attn_implementation("sdpa")
-    fused_loss, fused_grads = loss_and_grads()
+    fused_loss, fused_grads = loss_and_grads(trainer, batch, bf16=True)
     assert torch.allclose(fused_loss, loss, rtol=2e-2)
-    flat, fused_flat = torch.cat([g.flatten() for g in grads]), torch.cat([g.flatten() for g in fused_grads])
+    flat = torch.cat([g.flatten() for g in grads.values()])
+    fused_flat = torch.cat([fused_grads[n].flatten() for n in grads])
     assert torch.cosine_similarity(flat, fused_flat, dim=0) > 0.99
 
 

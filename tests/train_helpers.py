@@ -76,3 +76,29 @@ def adapter_tensors(run_dir: Path) -> dict[str, Any]:
 
 def metrics(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+
+
+def loss_and_grads(trainer: Any, batch: dict[str, Any], bf16: bool = False) -> tuple[Any, dict[str, Any]]:
+    """The trainer's loss on ``batch`` and every trainable parameter's gradient (under bf16 autocast, as the Trainer
+    runs its bf16 mode, if asked)."""
+    import torch
+
+    model = trainer.model
+    model.zero_grad()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        loss = trainer.compute_loss(model, batch)
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def train_mode_with_nonzero_lora_b(trainer: Any) -> Any:
+    """The trainer's model in train mode with LoRA B drawn at random (seeded): B starts at 0, which would zero A's
+    gradients and make gradient comparisons vacuous."""
+    import torch
+
+    model = trainer.model.train()
+    torch.manual_seed(0)
+    for name, param in model.named_parameters():
+        if "lora_B" in name:
+            param.data.normal_(std=0.05)
+    return model
