@@ -15,8 +15,10 @@ examples, from a freshly loaded base model, in one process. Reported:
 * with ``--precisions``, the CPU recipe (``configs/train/smollm2-135m_lora_cpu-demo.yaml``: LoRA r16 on every
   linear layer, batch 8, max length 256) on the same examples at ``fp32`` and at ``bf16`` (frozen weights bf16,
   LoRA fp32, autocast; skipped, with the reason, where the machine has no native bf16), both with the prompt
-  head computed per row, then ``bf16`` with the shared prompt head run once per batch (``train.shared_prefix``);
-  reported as speed-ups over fp32;
+  head computed per row, then each with the shared prompt head run once per batch (``train.shared_prefix``) and
+  with its decoder layers compiled (``train.compile``); reported as speed-ups over fp32, over the whole epoch
+  (compilation included) and in the steady state after the first ``WARMUP_STEPS`` steps (``--recipe-examples``
+  sets how many examples these phases train on);
 * peak memory above the level before each phase: on CUDA ``torch.cuda.max_memory_allocated``; on CPU
   the resident set size sampled every 5 ms, from a heap trimmed at the start of each phase (glibc returns
   freed blocks of 4 MiB and more to the OS at once, the rest when the heap is trimmed), so the RSS follows what
@@ -42,9 +44,12 @@ from typing import Any
 
 NAIVE_LENGTH = 512
 NAIVE_BATCH = 4
-#: --precisions: (row label, precision, train.shared_prefix)
-RECIPE_PHASES = (("recipe fp32", "fp32", False), ("recipe fp32+prefix", "fp32", True), ("recipe bf16", "bf16", False),
-                 ("recipe bf16+prefix", "bf16", True))
+#: --precisions: (row label, precision, train.shared_prefix, train.compile)
+RECIPE_PHASES = (("recipe fp32", "fp32", False, False), ("recipe fp32+prefix", "fp32", True, False),
+                 ("recipe fp32+compile", "fp32", False, True), ("recipe bf16", "bf16", False, False),
+                 ("recipe bf16+prefix", "bf16", True, False), ("recipe bf16+compile", "bf16", False, True))
+#: steps left out of the steady-state rate (compilation happens in the first)
+WARMUP_STEPS = 2
 RECIPE = Path(__file__).resolve().parents[1] / "configs" / "train" / "smollm2-135m_lora_cpu-demo.yaml"
 
 
@@ -152,8 +157,29 @@ def recipe_config(model: str, data: str, examples: int, threads: int | None, pre
     return cfg
 
 
+class SteadyState:
+    """A callback that notes the wall clock and the real tokens trained after step ``WARMUP_STEPS`` and at the end."""
+
+    def __init__(self, trainer: Any) -> None:
+        from transformers import TrainerCallback
+
+        class _Mark(TrainerCallback):
+            def on_step_end(cb, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+                if state.global_step == WARMUP_STEPS:
+                    self.start = (time.perf_counter(), trainer._total_train_tokens)
+
+        self.trainer, self.start = trainer, None
+        trainer.add_callback(_Mark())
+
+    def rate(self) -> float | None:
+        """Real tokens per second after the warm-up steps (None when the epoch had no more steps)."""
+        if self.start is None or self.trainer._total_train_tokens == self.start[1]:
+            return None
+        return (self.trainer._total_train_tokens - self.start[1]) / (time.perf_counter() - self.start[0])
+
+
 def timed_train(trainer: Any, cuda: bool) -> dict[str, Any]:
-    """Wall and CPU seconds (all threads) and peak memory of ``trainer.train()``.
+    """Wall and CPU seconds (all threads), peak memory and steady-state tokens/s of ``trainer.train()``.
 
     The weights are read once first: safetensors maps them lazily, and paging them in during the
     timed phase would count the model itself as training memory.
@@ -163,11 +189,13 @@ def timed_train(trainer: Any, cuda: bool) -> dict[str, Any]:
     with torch.no_grad():
         for p in trainer.model.parameters():
             p.sum()
+    steady = SteadyState(trainer) if hasattr(trainer, "_total_train_tokens") else None
     with PeakMemory(cuda) as mem:
         t0, c0 = time.perf_counter(), time.process_time()
         trainer.train()
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-    return {"seconds": seconds, "cpu_seconds": cpu, "steps": trainer.state.global_step, "peak_bytes": mem.peak}
+    return {"seconds": seconds, "cpu_seconds": cpu, "steps": trainer.state.global_step, "peak_bytes": mem.peak,
+            "steady_tokens_per_s": steady.rate() if steady else None}
 
 
 def run_spantune(prep: Any, out: Path, precision: Any, cuda: bool) -> dict[str, Any]:
@@ -213,9 +241,9 @@ def run_precisions(args: argparse.Namespace, tmp: Path, cuda: bool) -> dict[str,
     from spantune.train import mixed_precision, prepare
 
     rows: dict[str, dict[str, Any]] = {}
-    for label, name, shared in RECIPE_PHASES:
-        cfg = recipe_config(args.model, args.data, args.examples, args.threads, name)
-        cfg.train.shared_prefix = shared
+    for label, name, shared, compiled in RECIPE_PHASES:
+        cfg = recipe_config(args.model, args.data, args.recipe_examples or args.examples, args.threads, name)
+        cfg.train.shared_prefix, cfg.train.compile = shared, compiled
         try:
             precision = mixed_precision(cfg)
         except SpantuneError as exc:
@@ -236,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--quant-aware", action="store_true", help="also time quant-aware training")
     parser.add_argument("--precisions", action="store_true", help="also time the CPU recipe at fp32 and bf16")
+    parser.add_argument("--recipe-examples", type=int, default=None,
+                        help="examples for the --precisions phases (default: --examples)")
     args = parser.parse_args(argv)
 
     import torch
@@ -275,11 +305,12 @@ def main(argv: list[str] | None = None) -> int:
     native = cpu_bf16()
     print(f"model {args.model}, {len(examples)} examples ({useful} useful tokens), {device}; "
           f"CPU native bf16: {native or 'none'}")
-    print(f"{'':18} {'steps':>6} {'wall s':>8} {'CPU s':>8} {'useful tok/s':>13} {'tok/CPU-s':>10} {'peak MiB':>9}  "
-          f"precision")
+    print(f"{'':20} {'steps':>6} {'wall s':>8} {'CPU s':>8} {'useful tok/s':>13} {'steady tok/s':>13} "
+          f"{'tok/CPU-s':>10} {'peak MiB':>9}  precision")
     for name, r in rows.items():
-        print(f"{name:18} {r['steps']:>6} {r['seconds']:>8.1f} {r['cpu_seconds']:>8.1f} "
-              f"{r['useful_tokens_per_s']:>13.1f} {r['useful_tokens_per_cpu_s']:>10.1f} "
+        steady = "-" if r.get("steady_tokens_per_s") is None else f"{r['steady_tokens_per_s']:.1f}"
+        print(f"{name:20} {r['steps']:>6} {r['seconds']:>8.1f} {r['cpu_seconds']:>8.1f} "
+              f"{r['useful_tokens_per_s']:>13.1f} {steady:>13} {r['useful_tokens_per_cpu_s']:>10.1f} "
               f"{r['peak_bytes'] / 2**20:>9.0f}  {r['precision']}")
     print(f"useful tokens/s: spantune / naive = {speedup:.2f}x (target >= 2x); per CPU-second {cpu_speedup:.2f}x")
     print(f"peak memory: naive / spantune = {memory_ratio:.2f}x")
@@ -290,8 +321,11 @@ def main(argv: list[str] | None = None) -> int:
     fp32 = recipe.get("recipe fp32")
     for label, faster in recipe.items():
         if fp32 is not None and faster is not fp32:
+            steady = [r.get("steady_tokens_per_s") for r in (faster, fp32)]
+            steady_ratio = f", steady state {steady[0] / steady[1]:.2f}x" if all(steady) else ""
             print(f"{label} / fp32: useful tokens/s "
-                  f"{faster['useful_tokens_per_s'] / fp32['useful_tokens_per_s']:.2f}x (target >= 2x), per CPU-second "
+                  f"{faster['useful_tokens_per_s'] / fp32['useful_tokens_per_s']:.2f}x (target >= 2x){steady_ratio}, "
+                  "per CPU-second "
                   f"{faster['useful_tokens_per_cpu_s'] / fp32['useful_tokens_per_cpu_s']:.2f}x, "
                   f"peak memory {faster['peak_bytes'] / max(fp32['peak_bytes'], 1):.2f}x")
     if args.json:

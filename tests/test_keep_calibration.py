@@ -11,7 +11,7 @@ import pytest
 
 from spantune.cli import main
 from spantune.errors import SpantuneError
-from spantune.evaluate.margin import calibration, margin_grid
+from spantune.evaluate.margin import calibration, kept_lower_bound, margin_grid, smallest_margin
 from spantune.evaluate.runner import read_predictions
 from spantune.infer.keep import KEEP_MARGIN_FILE, keeps_span, margin_folder, resolve_keep
 from spantune.postprocess import postprocess
@@ -31,7 +31,7 @@ def calibrated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, di
     data = root / "spans.jsonl"
     write_jsonl(data, [dataclasses.replace(ex, id=f"e{i}") for i, ex in enumerate(e2e_examples())])
     assert main(["calibrate", "--model", str(model), "--data", str(data), "--target", str(TARGET),
-                 "--device", "cpu", *GRID]) == 0
+                 "--confidence", "0", "--device", "cpu", *GRID]) == 0
     return model, data, json.loads((model / KEEP_MARGIN_FILE).read_text(encoding="utf-8"))
 
 
@@ -118,7 +118,7 @@ def test_export_carries_the_margin_and_onnx_eval_uses_it(calibrated: tuple[Path,
 
 
 def test_calibration_says_when_no_margin_reaches_the_target():
-    points = [{"margin": m, "n": 4, "noop_false_edit_rate": rate, "exact_match": 0.5, "edit_precision": p,
+    points = [{"margin": m, "n": 4, "n_noop": 4, "noop_false_edit_rate": rate, "exact_match": 0.5, "edit_precision": p,
                "edit_recall": 0.5} for m, rate, p in ((0.0, 0.5, 0.2), (1.0, 0.25, 0.4), (2.0, 0.25, 0.5))]
     record = calibration(points, 0.95)
     assert (record["margin"], record["reached"], record["noop_kept"]) == (2.0, False, 0.75)
@@ -127,6 +127,23 @@ def test_calibration_says_when_no_margin_reaches_the_target():
     assert calibration(points, 0.75)["margin"] == 1.0
     with pytest.raises(SpantuneError, match="no span that needs no fix"):
         calibration([{**points[0], "noop_false_edit_rate": None}], 0.95)
+
+
+def test_calibration_at_a_confidence_asks_the_lower_bound_to_reach_the_target():
+    """400 no-fix spans: a margin keeping 387 (96.75 %) reaches 95 % observed but not at 95 % confidence (its Wilson
+    lower bound is 94.95 %); one keeping 390 (97.5 %) does. More spans, a tighter bound."""
+    def point(margin: float, kept: int, n: int = 400) -> dict:
+        return {"margin": margin, "n": n, "n_noop": n, "noop_false_edit_rate": 1 - kept / n, "exact_match": kept / n,
+                "edit_precision": 0.0, "edit_recall": None}
+
+    points = [point(0.0, 354), point(1.0, 378), point(1.25, 387), point(1.5, 390)]
+    assert kept_lower_bound(points[2], 0.95) == pytest.approx(0.9495, abs=1e-4)
+    assert kept_lower_bound(points[2], 0.0) == pytest.approx(0.9675)
+    assert smallest_margin(points, 0.95) == 1.25
+    record = calibration(points, 0.95, confidence=0.95)
+    assert (record["margin"], record["reached"], record["confidence"], record["n_noop"]) == (1.5, True, 0.95, 400)
+    assert record["noop_kept"] == pytest.approx(0.975) and 0.95 <= record["noop_kept_bound"] < 0.975
+    assert kept_lower_bound(point(1.25, 3870, 4000), 0.95) > 0.96  # the same share on 10x the spans
 
 
 def test_margin_folder_of_a_run_is_beside_its_adapter(tmp_path: Path):

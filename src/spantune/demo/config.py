@@ -33,6 +33,9 @@ class EvalPart:
     #: calibrated on, so the shipped model leaves ``keep_target`` of correct spans alone; null = margin 0
     calibration_sample: int | None = 400
     keep_target: float = 0.95
+    #: reach keep_target at this one-sided confidence (Wilson lower bound over the sample), so it holds on spans
+    #: the calibration never saw (spantune.evaluate.margin.kept_lower_bound); 0 = the observed share
+    keep_confidence: float = 0.95
     seed: int = 0
     limit: int | None = None  #: first N examples of each set only (quick runs)
     max_new_tokens: int = 32

@@ -60,9 +60,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from spantune.infer.keep import KEEP_MARGIN_FILE
 
     folder, record = calibrate(args.model, args.data, margin_grid(args.max_margin, args.step), target=args.target,
-                               out=Path(args.out) if args.out else None, limit=args.limit, dtype=args.dtype,
+                               confidence=args.confidence, out=Path(args.out) if args.out else None, limit=args.limit, dtype=args.dtype,
                                device=args.device, seed=args.seed)
-    share = f"{100 * record['noop_kept']:.1f} % of the spans that need no fix unchanged"
+    share = f"{100 * record['noop_kept']:.1f} % of the {record['n_noop']} spans that need no fix unchanged"
+    if args.confidence > 0:
+        share += f" (lower bound at {100 * args.confidence:g} % confidence: {100 * record['noop_kept_bound']:.1f} %)"
     if record["reached"]:
         print(f"calibrated keep margin: {record['margin']:g} nats keeps {share} "
               f"(target {100 * args.target:g} %; {100 * record['at_zero']['noop_kept']:.1f} % at 0)")
@@ -153,6 +155,9 @@ def add_calibrate(subparsers: argparse._SubParsersAction) -> None:
     cal.add_argument("--data", required=True, help="span JSONL with spans that need no fix (span_out == span_in)")
     cal.add_argument("--target", type=float, default=0.95,
                      help="share of no-fix spans to leave unchanged (default %(default)s)")
+    cal.add_argument("--confidence", type=float, default=0.95,
+                     help="reach --target at this one-sided confidence (Wilson lower bound), so the margin holds on "
+                          "spans the sample never saw; 0 = the observed share (default %(default)s)")
     cal.add_argument("--limit", type=int, help="only the first N examples")
     cal.add_argument("--seed", type=int, default=0, help="bootstrap seed of the decoding pass's report")
     cal.add_argument("--max-margin", type=float, default=DEFAULT_MAX_MARGIN,

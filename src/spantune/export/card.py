@@ -76,9 +76,12 @@ def _keep_margin_lines(keep: dict[str, Any] | None) -> list[str]:
         return ["Keep margin: not calibrated, so 0 (off) by default; `spantune calibrate` on the training run and "
                 "a new export set one."]
     reached = "to keep" if keep["reached"] else "(no margin up to it reached the target) to keep"
+    confidence = keep.get("confidence", 0.0)
+    bound = (f" at {100 * confidence:g} % confidence (lower bound {100 * keep['noop_kept_bound']:.1f} %)"
+             if confidence > 0 else "")
     return [f"Keep margin: {keep['margin']:g} nats, calibrated on `{keep['data']['path']}` "
             f"(sha256 `{keep['data']['sha256']}`, {keep['n']} spans) {reached} ≥ {100 * keep['target']:g} % of "
-            f"correct spans: it keeps {100 * keep['noop_kept']:.1f} % of the spans that need no fix unchanged "
+            f"correct spans{bound}: it keeps {100 * keep['noop_kept']:.1f} % of the spans that need no fix unchanged "
             f"({100 * keep['at_zero']['noop_kept']:.1f} % at 0). An edit is made only when the model prefers it to "
             "the unchanged span by at least this many nats. `createSpanCorrector` (from config.json's "
             "`spantune.keep_margin`) and `spantune eval --system onnx:DIR` (from keep_margin.json) use it by default; "

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from peft.helpers import disable_input_dtype_casting
 from trl import SFTTrainer
 
+from spantune.train.compiled import eager
 from spantune.train.data import IGNORE_INDEX
 
 
@@ -67,6 +68,11 @@ class SpanSFTTrainer(SFTTrainer):
     def __init__(self, *args: Any, shared_prefix: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.shared_prefix = shared_prefix and not self.args.gradient_checkpointing
+
+    def evaluate(self, *args: Any, **kwargs: Any) -> Any:
+        """The evaluation (eval loss, and the generation eval its callbacks run) with compiled layers run eagerly."""
+        with eager():
+            return super().evaluate(*args, **kwargs)
 
     def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Any = None) -> Any:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from spantune.io import write_json
+from spantune.train.compiled import compile_layers, decoder_layers
 from spantune.train.config import LoraSection, TrainConfig
 from spantune.train.precision import mixed_precision, use_eager_attention
 from spantune.train.prepare import Prepared
@@ -150,6 +151,8 @@ def build_trainer(prep: Prepared, args: Any, precision: str, callbacks: list[Any
     )
     if precision == "bf16" and not torch.cuda.is_available():
         use_eager_attention(trainer.model)
+    if prep.config.train.compile:
+        compile_layers(trainer.model)
     qa = prep.config.quant_aware
     if qa.enabled:
         from spantune.train.callbacks import QuantAwareStart
@@ -213,6 +216,9 @@ def run_training(prep: Prepared, started: float) -> dict[str, Any]:
     trainer = build_trainer(prep, args, precision.name, callbacks)
     if state.is_main_process:
         print(f"precision: {precision.detail}")
+        if cfg.train.compile:
+            print(f"torch.compile: {len(decoder_layers(trainer.model))} decoder layers, dynamic shapes "
+                  "(compiled on the first step; evaluations eager)")
         print(f"training examples: {len(prep.train_encoded):,} of {prep.train_available:,} in {prep.data_files['train']}"
               + (" (what train.max_steps draws)" if len(prep.train_encoded) < prep.train_available else ""))
         trainer.model.print_trainable_parameters()
