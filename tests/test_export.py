@@ -86,6 +86,44 @@ def test_fp32_equals_pytorch_exactly(exported: Path, lively_dir: Path) -> None:
     assert parity["max_abs_logit_diff"] < 1e-3
 
 
+@pytest.mark.parametrize("dtype", ["fp32", "q4", "q8"])
+def test_logits_to_keep_limits_the_output_layer_to_the_last_rows(exported: Path, tmp_path: Path, dtype: str) -> None:
+    """Every dtype's graph takes num_logits_to_keep: N > 0 gives the last N rows of what 0 (all rows) gives, and a
+    decoder without the input (an older export) answers the same through the same calls."""
+    import numpy as np
+    import onnx
+
+    from spantune.infer.onnx_backend import LOGITS_TO_KEEP, OnnxDecoder, onnx_file
+
+    path = onnx_file(exported, dtype)
+    decoder = OnnxDecoder(path)
+    assert decoder.rows_input
+    ids = [1, 5, 9, 12, 7, 3]
+    full, _ = decoder.run(ids, 0, decoder.empty_past())
+    assert full.shape[0] == len(ids)
+    for rows in (1, 3):
+        last, _ = decoder.run(ids, 0, decoder.empty_past(), rows)
+        assert last.shape == (rows, full.shape[1])
+        np.testing.assert_allclose(last, full[-rows:], rtol=1e-4, atol=1e-4)
+        assert (last.argmax(-1) == full[-rows:].argmax(-1)).all()
+    prefix = decoder.prefix_cache(ids[:2])
+    np.testing.assert_allclose(decoder.logits(ids, prefix, rows=2), full[-2:], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(decoder.logits(ids, prefix, rows=5), full[-5:], rtol=1e-4, atol=1e-4)
+
+    model = onnx.load(str(path))  # the graph before the change: logits straight from the final norm
+    slicer = next(n for n in model.graph.node if n.op_type == "Slice" and n.name.startswith("/spantune/"))
+    head = next(n for n in model.graph.node if "logits" in n.output)
+    head.input[0] = slicer.input[0]
+    for node in [n for n in model.graph.node if n.name.startswith("/spantune/")]:
+        model.graph.node.remove(node)
+    model.graph.input.remove(next(i for i in model.graph.input if i.name == LOGITS_TO_KEEP))
+    onnx.save_model(model, str(tmp_path / "old.onnx"))
+    old = OnnxDecoder(tmp_path / "old.onnx")
+    assert not old.rows_input
+    np.testing.assert_allclose(old.run(ids, 0, old.empty_past(), 3)[0], full[-3:], rtol=1e-4, atol=1e-4)
+    assert old.greedy(ids, 4, []).tokens == decoder.greedy(ids, 4, []).tokens
+
+
 @pytest.mark.parametrize(("dtype", "bits"), [("q4", 4), ("q8", 8)])
 def test_quantized_weights_and_decoding(exported: Path, dtype: str, bits: int) -> None:
     import onnx

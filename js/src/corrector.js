@@ -205,9 +205,11 @@ export function copyDraft(source, generated, limit, maxNgram = 3) {
 }
 
 /** Model inputs for `ids` after `pastLength` cached tokens (batch 1): ids, all-ones mask, positions. */
-function stepInputs(ids, pastLength) {
+function stepInputs(ids, pastLength, rows = 0) {
   const dims = [1, ids.length];
   return {
+    // logits for the last `rows` positions only (0: all); Transformers.js passes it on only to graphs that have it
+    num_logits_to_keep: new Tensor('int64', BigInt64Array.of(BigInt(rows)), []),
     input_ids: new Tensor('int64', BigInt64Array.from(ids, BigInt), dims),
     attention_mask: new Tensor('int64', new BigInt64Array(pastLength + ids.length).fill(1n), [1, pastLength + ids.length]),
     position_ids: new Tensor('int64', BigInt64Array.from(ids, (_, i) => BigInt(pastLength + i)), dims),
@@ -348,16 +350,19 @@ export async function createSpanCorrector({
   const drafting = drafts && device !== 'webgpu';
 
   /**
-   * One forward pass over `ids` after the `pastLength` tokens of `past` (null: none): float32 logits (flat
-   * [ids.length × vocab]), vocab, and the KV cache that now also holds `ids`.
+   * One forward pass over `ids` after the `pastLength` tokens of `past` (null: none): float32 logits of the last
+   * `rows` positions (flat [rows × vocab]; 0: all of `ids`), vocab, and the KV cache that now also holds `ids`.
+   * Exports with `num_logits_to_keep` compute only those rows; older ones compute all and are cut here.
    */
-  async function run(ids, pastLength, past) {
-    const outputs = await model({ ...stepInputs(ids, pastLength), past_key_values: past });
+  async function run(ids, pastLength, past, rows = 0) {
+    const outputs = await model({ ...stepInputs(ids, pastLength, rows), past_key_values: past });
     const present = {};
     for (const [name, tensor] of Object.entries(outputs)) {
       if (name.startsWith('present')) present[name.replace('present', 'past_key_values')] = tensor;
     }
-    return { logits: outputs.logits.data, vocab: outputs.logits.dims[2], present };
+    const vocab = outputs.logits.dims[2];
+    const data = outputs.logits.data;
+    return { logits: rows ? data.subarray(data.length - rows * vocab) : data, vocab, present };
   }
 
   /** Free a KV cache's GPU buffers (WebGPU) unless they are the prefix cache's. */
@@ -388,14 +393,13 @@ export async function createSpanCorrector({
     try {
       while (tokens.length < limit) {
         const draft = drafting ? copyDraft(draftSource, tokens, Math.min(8, limit - tokens.length - 1)) : [];
-        const { logits, vocab, present } = await run([...pending, ...draft], length, past);
+        const { logits, vocab, present } = await run([...pending, ...draft], length, past, draft.length + 1);
         if (past !== prefix?.past) await release(past);
         past = present;
         passes += 1;
         length += pending.length;
         for (let i = 0; i <= draft.length; i++) {
-          const row = pending.length - 1 + i;
-          const token = argmax(logits.subarray(row * vocab, (row + 1) * vocab));
+          const token = argmax(logits.subarray(i * vocab, (i + 1) * vocab));
           if (stopIds.includes(token)) return { tokens, passes };
           tokens.push(token);
           stream?.put(tokens);
@@ -431,29 +435,30 @@ export async function createSpanCorrector({
   }
 
   /**
-   * Logits of `ids` (flat [length × vocab] floats, row i predicts token i + 1) and vocab: one pass from the prefix
-   * cache when it covers `ids` (its logits prepended), else from an empty cache.
+   * Logits of the last `rows` positions of `ids` (flat [rows × vocab] floats, each row predicting the token after
+   * its position) and vocab: one pass from the prefix cache when it covers `ids`, else from an empty cache
+   * (Python: OnnxDecoder.logits).
    */
-  async function forward(ids) {
-    if (prefix === null || !coversPrefix(prefix.ids, ids)) {
-      const { logits, vocab, present } = await run(ids, 0, null);
-      await release(present);
-      return { data: logits, vocab };
-    }
-    const { logits, vocab, present } = await run(ids.slice(prefix.ids.length), prefix.ids.length, prefix.past);
+  async function forward(ids, rows) {
+    const cached = prefix !== null && coversPrefix(prefix.ids, ids);
+    const rest = cached ? ids.slice(prefix.ids.length) : ids;
+    const within = rows <= rest.length;
+    const { logits, vocab, present } = await run(rest, cached ? prefix.ids.length : 0, cached ? prefix.past : null,
+      within ? rows : 0);
     await release(present);
-    const data = new Float32Array(ids.length * vocab);
+    if (within) return { data: logits, vocab };
+    const data = new Float32Array(ids.length * vocab); // rows reach into the prefix: its logits first
     data.set(prefix.logits);
     data.set(logits, prefix.logits.length);
-    return { data, vocab };
+    return { data: data.subarray(data.length - rows * vocab), vocab };
   }
   /** The answer scored against keeping the span, and replaced by span_in when keepsSpan says so. */
   async function withKeepMargin(answer, example, promptIds) {
     const keepReply = keepReplyIds(tokenizer, example);
     const logprob = async (reply) => {
       const ids = [...promptIds, ...reply];
-      const { data, vocab } = await forward(ids);
-      return replyLogprob(data, vocab, ids, promptIds.length);
+      const { data, vocab } = await forward(ids, reply.length + 1); // the rows that predict the reply, and one
+      return replyLogprob(data, vocab, ids.slice(promptIds.length - 1), 1);
     };
     const keepLogprob = await logprob(keepReply);
     const answerLogprob = await logprob([...answer.tokens, keepReply.at(-1)]);

@@ -7,6 +7,8 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
+import { Tensor } from '@huggingface/transformers';
+
 import { MODEL, expectedRows } from '../scripts/test-artifacts.mjs';
 import { copyDraft, coversPrefix, createSpanCorrector, defaultDtype, encodePrompt, withQuantConfig } from '../src/corrector.js';
 
@@ -107,4 +109,22 @@ test('right and wrong drafts give greedy\'s tokens in fewer passes', async () =>
     }
   }
   assert.ok(fewer >= promptCases.length, `fewer passes on only ${fewer} decodes`);
+});
+
+test('num_logits_to_keep: the export\'s graph takes it, and the decode asks for the rows it reads', async () => {
+  const corrector = await createSpanCorrector({ modelPath: MODEL, dtype: 'fp32', device: 'cpu', prefixCache: false,
+    copyDraft: false });
+  assert.ok(corrector.model.sessions.model.inputNames.includes('num_logits_to_keep'));
+  const ids = encodePrompt(corrector.tokenizer, promptCases[0]).prompt;
+  const inputs = (rows) => ({
+    input_ids: new Tensor('int64', BigInt64Array.from(ids, BigInt), [1, ids.length]),
+    attention_mask: new Tensor('int64', new BigInt64Array(ids.length).fill(1n), [1, ids.length]),
+    num_logits_to_keep: new Tensor('int64', BigInt64Array.of(BigInt(rows)), []),
+  });
+  const all = (await corrector.model(inputs(0))).logits;
+  const last = (await corrector.model(inputs(3))).logits;
+  assert.deepEqual([all.dims[1], last.dims[1]], [ids.length, 3]);
+  const vocab = all.dims[2];
+  const tail = all.data.subarray((ids.length - 3) * vocab);
+  for (let i = 0; i < tail.length; i++) assert.ok(Math.abs(tail[i] - last.data[i]) < 1e-4, `logit ${i}`);
 });

@@ -14,6 +14,11 @@ Why this chain (checked with transformers 4.57.6, optimum-onnx 0.1.0, onnxruntim
   recorded accuracy level, while onnxruntime-web's WASM build, whose ``MatMulNBits`` runs 6-8× slower per pass
   than its fp32 ``MatMul``, folds them into fp32 weights: a 4-bit download at fp32 speed in the page, with the same
   answers (benchmarks/RESULTS.md).
+* ``num_logits_to_keep`` (an int64 scalar input, 0 = every position, as in transformers): the graph slices the
+  hidden states to the last N positions before ``lm_head``. A prompt pass needs one row of logits, a copy-draft
+  pass one per guess plus one, yet ``lm_head`` (49,152 × 576 on SmolLM2-135M) is ~21 % of the per-position
+  compute; Transformers.js feeds the input when a session has it (0 unless told), and both spantune decoders ask
+  for the rows they read (:func:`add_logits_to_keep`).
 * q8: ``MatMulNBits`` with 8-bit weights (QDQ holds only 4 bits; embedding still 4-bit). On SmolLM2-135M, 4-bit
   MatMuls move greedy output on ~1 span in 4-5 while 8-bit keeps ~96 % (benchmarks/q4_fidelity.py), at ~26 % of
   fp32.
@@ -32,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from spantune.errors import SpantuneError
-from spantune.infer.onnx_backend import DTYPE_SUFFIX, onnx_file
+from spantune.infer.onnx_backend import DTYPE_SUFFIX, LOGITS_TO_KEEP, onnx_file
 
 TASK = "text-generation-with-past"
 #: protobuf cannot hold a model over 2 GiB; bigger ones keep weights in ``model.onnx_data``.
@@ -83,7 +88,45 @@ def export_decoder(merged_dir: Path, model_dir: Path, opset: int | None = None) 
     shutil.rmtree(work)
     if not target.is_file():
         raise SpantuneError(f"the ONNX exporter wrote no model.onnx for {merged_dir}")
+    add_logits_to_keep(target)
     return target
+
+
+def add_logits_to_keep(path: Path) -> None:
+    """Give the decoder at ``path`` a :data:`LOGITS_TO_KEEP` input: ``Slice`` the output layer's input (the
+    final norm's hidden states) to the last N positions, N = the input, all of them when it is 0. Every row the
+    graph still computes is computed as before."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    head = next((n for n in graph.node if "logits" in n.output), None)
+    if head is None or head.op_type != "MatMul":
+        raise SpantuneError(f"{path}: no MatMul computes `logits`; cannot add {LOGITS_TO_KEEP}")
+    name = "/spantune/logits_to_keep"
+    consts = {"zero": (TensorProto.INT64, [], [0]), "ends": (TensorProto.INT64, [1], [2**63 - 1]),
+              "axes": (TensorProto.INT64, [1], [1]), "shape": (TensorProto.INT64, [1], [1])}
+    graph.initializer.extend(helper.make_tensor(f"{name}/{k}", t, dims, vals) for k, (t, dims, vals) in consts.items())
+    k, out = LOGITS_TO_KEEP, f"{name}/hidden"
+    slicing = [
+        helper.make_node("Greater", [k, f"{name}/zero"], [f"{name}/some"], name=f"{name}/Greater"),
+        helper.make_node("Neg", [k], [f"{name}/neg"], name=f"{name}/Neg"),
+        helper.make_node("Where", [f"{name}/some", f"{name}/neg", f"{name}/zero"], [f"{name}/start"],
+                         name=f"{name}/Where"),
+        helper.make_node("Reshape", [f"{name}/start", f"{name}/shape"], [f"{name}/starts"], name=f"{name}/Reshape"),
+        helper.make_node("Slice", [head.input[0], f"{name}/starts", f"{name}/ends", f"{name}/axes"], [out],
+                         name=f"{name}/Slice"),
+    ]
+    head.input[0] = out
+    nodes = list(graph.node)
+    at = nodes.index(head)
+    del graph.node[:]
+    graph.node.extend(nodes[:at] + slicing + nodes[at:])  # ONNX wants producers before consumers
+    graph.input.append(helper.make_tensor_value_info(k, TensorProto.INT64, []))
+    logits = next(o for o in graph.output if o.name == "logits")
+    logits.type.tensor_type.shape.dim[1].dim_param = "logits_length"  # not the input's sequence length
+    save_model(model, path)
 
 
 def save_model(model: object, path: Path) -> None:

@@ -38,6 +38,9 @@ from spantune.prompt import encode_prompt
 from spantune.schema import SpanExample
 
 #: Transformers.js file suffix of each dtype (``onnx/model{suffix}.onnx``).
+#: the graph input that limits the output layer to the last N positions (0 = all): transformers' name for it,
+#: which Transformers.js feeds when a session has it; added by spantune.export.onnx.add_logits_to_keep
+LOGITS_TO_KEEP = "num_logits_to_keep"
 DTYPE_SUFFIX = {"fp32": "", "fp16": "_fp16", "q4": "_q4", "q4f16": "_q4f16", "q8": "_quantized", "int8": "_int8"}
 _NUMPY_TYPE = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 
@@ -119,6 +122,8 @@ class OnnxDecoder:
         self.past_shapes = {n: inputs[n].shape for n in self.past_names}
         self.past_dtype = _NUMPY_TYPE[inputs[self.past_names[0]].type]
         self.output_names = [o.name for o in self.session.get_outputs()]
+        #: exports since run 9 compute logits only for the rows asked for (spantune.export.onnx.add_logits_to_keep)
+        self.rows_input = LOGITS_TO_KEEP in inputs
 
     def empty_past(self) -> dict[str, np.ndarray]:
         """A KV cache holding nothing yet, for the first (prefill) step."""
@@ -134,26 +139,33 @@ class OnnxDecoder:
                 "position_ids": np.arange(past_len, past_len + step, dtype=np.int64)[None, :],
                 **past}
 
-    def run(self, ids: Sequence[int], past_len: int, past: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """One forward pass over ``ids`` after ``past_len`` cached tokens: float32 logits [len(ids), vocab] and
-        the KV cache that now also holds ``ids``."""
-        outputs = dict(zip(self.output_names,
-                           self.session.run(None, self.step_feeds(np.asarray([ids], dtype=np.int64), past_len, past))))
+    def run(self, ids: Sequence[int], past_len: int, past: dict[str, np.ndarray],
+            rows: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """One forward pass over ``ids`` after ``past_len`` cached tokens: float32 logits of the last ``rows``
+        positions ([rows, vocab]; 0 = all of ``ids``) and the KV cache that now also holds ``ids``."""
+        feeds = self.step_feeds(np.asarray([ids], dtype=np.int64), past_len, past)
+        if self.rows_input:
+            feeds[LOGITS_TO_KEEP] = np.asarray(rows, dtype=np.int64)
+        outputs = dict(zip(self.output_names, self.session.run(None, feeds)))
         present = {name: outputs[name.replace("past_key_values.", "present.")] for name in self.past_names}
-        return outputs["logits"][0].astype(np.float32), present
+        logits = outputs["logits"][0].astype(np.float32)
+        return (logits[-rows:] if rows else logits), present
 
     def prefix_cache(self, ids: list[int]) -> PrefixCache:
         """The KV cache (and logits) of ``ids`` from an empty cache, for :meth:`greedy` and :meth:`logits`."""
         logits, past = self.run(ids, 0, self.empty_past())
         return PrefixCache(ids=list(ids), past=past, logits=logits)
 
-    def logits(self, ids: list[int], prefix: PrefixCache | None = None) -> np.ndarray:
-        """float32 logits of ``ids`` (row i predicts token i + 1): one forward pass from ``prefix``'s cache when
-        it covers ``ids``, else from an empty cache."""
-        if prefix is not None and prefix.covers(ids):
-            rest = self.run(ids[len(prefix.ids):], len(prefix.ids), prefix.past)[0]
-            return np.concatenate([prefix.logits, rest])
-        return self.run(ids, 0, self.empty_past())[0]
+    def logits(self, ids: list[int], prefix: PrefixCache | None = None, rows: int = 0) -> np.ndarray:
+        """float32 logits of the last ``rows`` of ``ids`` (0 = all; row i predicts the token after its position):
+        one forward pass from ``prefix``'s cache when it covers ``ids``, else from an empty cache."""
+        if prefix is None or not prefix.covers(ids):
+            return self.run(ids, 0, self.empty_past(), rows)[0]
+        rest = ids[len(prefix.ids):]
+        if 0 < rows <= len(rest):
+            return self.run(rest, len(prefix.ids), prefix.past, rows)[0]
+        full = np.concatenate([prefix.logits, self.run(rest, len(prefix.ids), prefix.past)[0]])
+        return full[-rows:] if rows else full
 
     def greedy(self, prompt_ids: list[int], max_new_tokens: int, stop_ids: Iterable[int],
                keep_logits: bool = False, until: Callable[[list[int]], bool] | None = None,
@@ -181,9 +193,9 @@ class OnnxStepper:
         if drop:  # wrong guesses: drop their keys and values
             self.length -= drop
             self.past = {name: np.ascontiguousarray(kv[:, :, :self.length]) for name, kv in self.past.items()}
-        logits, self.past = self.decoder.run(ids, self.length, self.past)
+        logits, self.past = self.decoder.run(ids, self.length, self.past, rows)
         self.length += len(ids)
-        return logits[-rows:]
+        return logits
 
 
 def stop_ids_from_folder(model_dir: Path, tokenizer: Any) -> list[int]:
@@ -232,7 +244,7 @@ class OnnxCorrector:
 
     def _forward(self, ids: list[int], start: int) -> np.ndarray:
         # keep-margin scoring: prompt + reply, from the prefix cache when it covers them
-        return self.decoder.logits(ids, self.prefix)[start:]
+        return self.decoder.logits(ids, self.prefix, rows=len(ids) - start)
 
     def correct_greedy(self, example: SpanExample, keep_logits: bool = False) -> tuple[Prediction, Greedy]:
         """The prediction and the decode behind it (token ids, and each step's logits if asked)."""
