@@ -67,7 +67,7 @@ def kept_lower_bound(point: dict[str, Any], confidence: float) -> float:
     """The share of no-fix spans a swept point keeps unchanged, or with ``confidence`` > 0 its one-sided lower
     confidence bound (Wilson score): the share the margin keeps on spans the sample never saw, at that confidence.
     A margin chosen on the observed share alone kept 95.0 % of 200 calibration spans and 93.9 % of 423 others
-    (benchmarks/RESULTS.md, run 9)."""
+    (benchmarks/RESULTS.md, runs 8 and 9)."""
     share = 1 - point["noop_false_edit_rate"]
     if confidence <= 0:
         return share

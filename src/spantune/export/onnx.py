@@ -107,7 +107,7 @@ def add_logits_to_keep(path: Path) -> None:
     name = "/spantune/logits_to_keep"
     consts = {"zero": (TensorProto.INT64, [], [0]), "ends": (TensorProto.INT64, [1], [2**63 - 1]),
               "axes": (TensorProto.INT64, [1], [1]), "shape": (TensorProto.INT64, [1], [1])}
-    graph.initializer.extend(helper.make_tensor(f"{name}/{k}", t, dims, vals) for k, (t, dims, vals) in consts.items())
+    graph.initializer.extend(helper.make_tensor(f"{name}/{key}", t, dims, vals) for key, (t, dims, vals) in consts.items())
     k, out = LOGITS_TO_KEEP, f"{name}/hidden"
     slicing = [
         helper.make_node("Greater", [k, f"{name}/zero"], [f"{name}/some"], name=f"{name}/Greater"),
