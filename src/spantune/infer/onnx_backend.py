@@ -37,10 +37,10 @@ from spantune.postprocess import postprocess
 from spantune.prompt import encode_prompt
 from spantune.schema import SpanExample
 
-#: Transformers.js file suffix of each dtype (``onnx/model{suffix}.onnx``).
 #: the graph input that limits the output layer to the last N positions (0 = all): transformers' name for it,
 #: which Transformers.js feeds when a session has it; added by spantune.export.onnx.add_logits_to_keep
 LOGITS_TO_KEEP = "num_logits_to_keep"
+#: Transformers.js file suffix of each dtype (``onnx/model{suffix}.onnx``).
 DTYPE_SUFFIX = {"fp32": "", "fp16": "_fp16", "q4": "_q4", "q4f16": "_q4f16", "q8": "_quantized", "int8": "_int8"}
 _NUMPY_TYPE = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 
