@@ -4,7 +4,7 @@
     python benchmarks/keep_margin.py --run EVAL_RUN --out DIR        # a run made with --score-keep
 
 One decoding pass (``spantune eval --score-keep`` into DIR/eval, report included) records each edit's
-keep and answer log-probabilities; every margin of the grid (default 0 to 8 nats by 0.25) is then applied
+keep and answer log-probabilities; every margin of the grid (default 0 to 2 nats per token by 0.025) is then applied
 to those numbers (docs/keep-margin.md), so the sweep costs no further decoding. Writes DIR/keep_margin.md
 (one table per source), DIR/keep_margin.json and DIR/keep_margin.png, and prints the smallest margin that
 leaves at least 95 % of the spans needing no fix unchanged (overall and per source).
@@ -21,6 +21,7 @@ from spantune.errors import SpantuneError
 from spantune.evaluate.margin import (ALL, DEFAULT_MAX_MARGIN, DEFAULT_STEP, check_scored, margin_grid, plot_sweep,
                                       smallest_margin, sweep, sweep_markdown)
 from spantune.evaluate.runner import PREDICTIONS, read_predictions
+from spantune.infer.keep import KEEP_MARGIN_UNIT
 from spantune.io import atomic_write, write_json
 
 
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     print(sweep_markdown({ALL: result[ALL]}, best, args.keep_share))
     for group, found in best.items():
         print(f"smallest margin keeping >= {100 * args.keep_share:.0f}% of no-fix spans unchanged, {group}: "
-              + ("none up to " + f"{margins[-1]:g} nats" if found is None else f"{found:g} nats"))
+              + (f"none up to {margins[-1]:g}" if found is None else f"{found:g}") + f" {KEEP_MARGIN_UNIT}")
     print(f"wrote {out / 'keep_margin.md'}, {out / 'keep_margin.json'}, {out / 'keep_margin.png'}")
     return 0
 

@@ -126,5 +126,6 @@ def test_keep_margin_scores_from_the_prefix_cache_as_from_an_empty_one(export_di
         if want.keep_logprob is not None:
             assert got.keep_logprob == pytest.approx(want.keep_logprob, abs=1e-4)
             assert got.answer_logprob == pytest.approx(want.answer_logprob, abs=1e-4)
+            assert got.edit_preference == pytest.approx(want.edit_preference, abs=1e-4)
             scored += 1
     assert scored >= 4

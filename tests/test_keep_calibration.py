@@ -19,7 +19,7 @@ from spantune.schema import write_jsonl
 from support.export_fixture import e2e_examples, lively_tiny_model
 
 TARGET = 0.85
-#: The random tiny model prefers its edits by 35 to 155 nats, far beyond a trained model's few nats.
+#: The random tiny model prefers its edits by several nats per token, far beyond a trained model's ~0.3.
 GRID = ["--max-margin", "60", "--step", "0.5"]
 
 
@@ -41,8 +41,8 @@ def noop_kept_share(rows: list, margin: float) -> float:
     unchanged = 0
     for r in noop:
         answer = postprocess(r.raw or "", r.example.span_in).text
-        scored = r.keep_logprob is not None
-        kept = scored and keeps_span(answer, r.example.span_in, r.answer_logprob, r.keep_logprob, margin)
+        scored = r.edit_preference is not None
+        kept = scored and keeps_span(answer, r.example.span_in, r.edit_preference, margin)
         unchanged += kept or answer == r.example.span_in
     return unchanged / len(noop)
 
@@ -68,7 +68,8 @@ def test_fix_uses_the_calibrated_margin_and_zero_turns_it_off(calibrated: tuple[
     model, data, record = calibrated
     by_default, off = tmp_path / "default.jsonl", tmp_path / "off.jsonl"
     assert main(["fix", "--model", str(model), "--device", "cpu", "--jsonl", str(data), "--out", str(by_default)]) == 0
-    assert f"keep margin: {record['margin']:g} nats (calibrated: {model / KEEP_MARGIN_FILE})" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"keep margin: {record['margin']:g} nats/token (calibrated: {model / KEEP_MARGIN_FILE})" in err
     assert main(["fix", "--model", str(model), "--device", "cpu", "--jsonl", str(data), "--out", str(off),
                  "--keep-margin", "0"]) == 0
     default_lines = [json.loads(line) for line in by_default.read_text(encoding="utf-8").splitlines()]
@@ -104,11 +105,11 @@ def test_export_carries_the_margin_and_onnx_eval_uses_it(calibrated: tuple[Path,
     manifest = export_model(ExportOptions(model=str(model), out=out, dtypes=("fp32",), verify=False))
     assert manifest["keep_margin"] == record
     config = json.loads((out / "config.json").read_text(encoding="utf-8"))
-    assert config["spantune"] == {"keep_margin": record["margin"]}
+    assert config["spantune"] == {"keep_margin": record["margin"], "keep_margin_unit": "nats/token"}
     assert json.loads((out / KEEP_MARGIN_FILE).read_text(encoding="utf-8")) == record
     assert KEEP_MARGIN_FILE in manifest["files"]
     card = (out / "README.md").read_text(encoding="utf-8")
-    assert f"Keep margin: {record['margin']:g} nats, calibrated on `{data}`" in card
+    assert f"Keep margin: {record['margin']:g} nats/token, calibrated on `{data}`" in card
     assert f"to keep ≥ {100 * TARGET:g} % of correct spans" in card
     assert main(["eval", "--system", f"onnx:{out}", "--dtype", "fp32", "--data", str(data), "--out",
                  str(tmp_path / "run"), "--bootstrap", "10"]) == 0
@@ -154,9 +155,13 @@ def test_margin_folder_of_a_run_is_beside_its_adapter(tmp_path: Path):
     assert margin_folder(str(run)) == margin_folder(str(run / "best")) == run
     assert margin_folder(f"onnx:{tmp_path}") == tmp_path
     assert margin_folder("embedded") is None and margin_folder("Org/model") is None
-    (run / KEEP_MARGIN_FILE).write_text('{"margin": -1}', encoding="utf-8")
+    (run / KEEP_MARGIN_FILE).write_text('{"margin": -1, "unit": "nats/token"}', encoding="utf-8")
     with pytest.raises(SpantuneError, match=f"{run / KEEP_MARGIN_FILE}: margin: -1 is not"):
         resolve_keep(str(run / "best"), None)
+    (run / KEEP_MARGIN_FILE).write_text('{"margin": 1.25}', encoding="utf-8")  # before the per-token margin
+    with pytest.raises(SpantuneError, match=f"{run / KEEP_MARGIN_FILE}: unit: None, not 'nats/token': a margin in "
+                                            "whole-reply nats from an older spantune; run `spantune calibrate` again"):
+        resolve_keep(str(run), None)
     assert resolve_keep(str(run), 0.0)[0].margin == 0.0  # an explicit margin never reads the file
 
 

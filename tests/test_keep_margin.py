@@ -11,7 +11,7 @@ import pytest
 
 from spantune.errors import SpantuneError
 from spantune.export import ExportOptions, export_model
-from spantune.infer.keep import KeepMargin, keeps_span, reply_logprob, scored_sequences
+from spantune.infer.keep import KeepMargin, edit_preference, keeps_span, reply_logprob, scored_sequences
 from spantune.prompt import render
 from spantune.schema import write_jsonl
 from support.export_fixture import e2e_examples, lively_tiny_model
@@ -25,12 +25,17 @@ def test_reply_logprob_hand_computed():
     assert reply_logprob(logits, ids, 2) == pytest.approx(expected, abs=1e-12)
 
 
+def test_preference_is_per_token_of_the_two_replies_mean_length():
+    assert edit_preference(-1.0, -3.0, 3, 5) == 0.5           # 2 nats over replies of 3 and 5 tokens
+    assert edit_preference(-2.0, -1.0, 2, 2) == -0.5          # greedy answer less likely than keeping
+
+
 def test_rule_is_off_at_zero_and_never_keeps_an_unchanged_span():
-    assert not keeps_span("the", "teh", -9.0, 0.0, 0.0)      # margin 0: off
-    assert keeps_span("the", "teh", -1.0, -2.0, 1.5)          # prefers the edit by 1 < 1.5 nats
-    assert not keeps_span("the", "teh", -1.0, -2.0, 1.0)      # by exactly the margin: edit stands
-    assert keeps_span("the", "teh", -3.0, -2.0, 0.01)         # greedy answer less likely than keeping
-    assert not keeps_span("teh", "teh", -9.0, 0.0, 5.0)       # nothing to keep
+    assert not keeps_span("the", "teh", 0.5, 0.0)             # margin 0: off
+    assert keeps_span("the", "teh", 0.5, 0.6)                 # prefers the edit by 0.5 < 0.6 nats per token
+    assert not keeps_span("the", "teh", 0.5, 0.5)             # by exactly the margin: edit stands
+    assert keeps_span("the", "teh", -0.5, 0.01)               # greedy answer less likely than keeping
+    assert not keeps_span("teh", "teh", -9.0, 5.0)            # nothing to keep
 
 
 def test_bad_margin_is_one_clear_error():
@@ -78,13 +83,14 @@ def test_torch_and_onnxruntime_score_and_decide_alike(exported: tuple[Path, Path
             assert o.kept is False
             assert t.keep_logprob == pytest.approx(o.keep_logprob, abs=1e-3)
             assert t.answer_logprob == pytest.approx(o.answer_logprob, abs=1e-3)
+            assert t.edit_preference == pytest.approx(o.edit_preference, abs=1e-3)
             assert o.keep_logprob < 0 and o.answer_logprob < 0
-            deltas.append(o.answer_logprob - o.keep_logprob)
+            deltas.append(o.edit_preference)
     assert len(deltas) >= 4, "too few edited spans to compare decisions"
-    # a margin between two deltas, far from both: some edits kept, others not, alike in both backends
+    # a margin between two preferences, far from both: some edits kept, others not, alike in both backends
     ordered = sorted(deltas)
     gap, i = max((b - a, i) for i, (a, b) in enumerate(zip(ordered, ordered[1:])))
-    assert gap > 1e-2
+    assert gap > 2e-3
     margin = ordered[i] + gap / 2
     assert margin > 0, f"no positive margin splits the deltas {ordered}"
     for corrector in (torch_c, onnx_c):
@@ -95,7 +101,7 @@ def test_torch_and_onnxruntime_score_and_decide_alike(exported: tuple[Path, Path
         assert (t.text, t.kept) == (o.text, o.kept)
         if o.kept:
             n_kept += 1
-            assert o.text == ex.span_in and o_scored.answer_logprob - o_scored.keep_logprob < margin
+            assert o.text == ex.span_in and o_scored.edit_preference < margin
         elif o_scored.keep_logprob is not None:
             assert o.text == o_scored.text != ex.span_in
     assert 0 < n_kept < len(deltas)
@@ -122,7 +128,7 @@ def test_eval_records_scores_and_refuses_identity(exported: tuple[Path, Path], t
                  "--out", str(out), "--score-keep", "--bootstrap", "10"]) == 0
     rows = read_predictions(out / "predictions.jsonl")
     assert any(r.keep_logprob is not None for r in rows)
-    assert all((r.keep_logprob is None) == (not r.changed) for r in rows)
+    assert all((r.keep_logprob is None) == (r.edit_preference is None) == (not r.changed) for r in rows)
     assert main(["eval", "--system", "identity", "--data", str(data), "--out", str(tmp_path / "id"),
                  "--keep-margin", "2"]) == 1
     assert "identity system has no log-probabilities" in capsys.readouterr().err
@@ -141,7 +147,8 @@ def test_fix_jsonl_with_huge_margin_keeps_and_records(exported: tuple[Path, Path
     lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert [d["prediction"] for d in lines] == [ex.span_in for ex in examples]
     scored = [d for d in lines if "kept" in d]
-    assert scored and all(d["kept"] and d["answer_logprob"] < 0 and d["keep_logprob"] < 0 for d in scored)
+    assert scored and all(d["kept"] and d["answer_logprob"] < 0 and d["keep_logprob"] < 0 and "edit_preference" in d
+                          for d in scored)
 
 
 def test_torch_scores_on_the_decodes_cache_as_from_an_empty_one(exported: tuple[Path, Path]):

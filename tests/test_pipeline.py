@@ -169,7 +169,7 @@ def test_demo_end_to_end_on_the_tiny_model(tmp_path: Path, tiny_model_dir: Path,
     assert calibration and all(e.is_noop for e in calibration) and not {e.id for e in calibration} & reported
     margin = json.loads((tmp_path / "run" / "train" / "keep_margin.json").read_text())["margin"]
     assert json.loads((tmp_path / "run" / "export" / "keep_margin.json").read_text())["margin"] == margin
-    assert f"- keep margin: {margin:g} nats" in text
+    assert f"- keep margin: {margin:g} nats/token" in text
     if cfg.page.enabled:  # the page step timed the q4 file in Chromium against Node on the same spans
         page = json.loads((tmp_path / "run" / "page" / "summary.json").read_text())
         assert page["spans"] == 2 and page["dtype"] == "q4" and page["browser_equals_node"] == 1.0

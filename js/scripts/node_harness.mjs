@@ -3,7 +3,8 @@
 // usage: node node_harness.mjs --model DIR --dtype DTYPE --max-new-tokens N --keep-margin NATS [--score-keep]
 //   Loads the model and prints {"load_ms", "node"}; then answers each span example read from stdin (one JSON line)
 //   with one JSON line {raw, text, overrun, verbose, fallback, tokens, latency_ms[, kept, keep_logprob,
-//   answer_logprob]}. stdout carries only these lines (messages go to stderr); the end of stdin ends it.
+//   answer_logprob, edit_preference]}. stdout carries only these lines (messages go to stderr); the end of stdin
+//   ends it.
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 
@@ -40,5 +41,6 @@ for await (const line of createInterface({ input: process.stdin, crlfDelay: Infi
   if (!line.trim()) continue;
   const r = await corrector.correct(JSON.parse(line));
   send({ raw: r.raw, text: r.text, overrun: r.overrun, verbose: r.verbose, fallback: r.fallback, tokens: r.tokens,
-         latency_ms: r.latencyMs, kept: r.kept, keep_logprob: r.keepLogprob, answer_logprob: r.answerLogprob });
+         latency_ms: r.latencyMs, kept: r.kept, keep_logprob: r.keepLogprob, answer_logprob: r.answerLogprob,
+         edit_preference: r.editPreference });
 }

@@ -141,26 +141,44 @@ export function replyLogprob(logits, vocab, ids, promptLength) {
   return total;
 }
 
-/** The keep rule: margin on (> 0), the answer edits the span, preferred by less than `margin` nats. */
-export function keepsSpan(answer, spanIn, answerLogprob, keepLogprob, margin) {
-  return margin > 0 && answer !== spanIn && answerLogprob - keepLogprob < margin;
+/** What a keep margin counts (Python: spantune.infer.keep.KEEP_MARGIN_UNIT). */
+export const KEEP_MARGIN_UNIT = 'nats/token';
+
+/**
+ * How much the model prefers its answer to the unchanged span, in nats per reply token: the log-probability
+ * difference of the two replies over their mean length, end-of-turn tokens counted (Python: edit_preference).
+ */
+export function editPreference(answerLogprob, keepLogprob, answerTokens, keepTokens) {
+  return (answerLogprob - keepLogprob) / ((answerTokens + keepTokens) / 2);
 }
 
-/** Check a keep margin: a finite number of nats >= 0; `where` names its source in the error. */
+/** The keep rule: margin on (> 0), the answer edits the span, preferred by less than `margin` nats per token. */
+export function keepsSpan(answer, spanIn, preference, margin) {
+  return margin > 0 && answer !== spanIn && preference < margin;
+}
+
+/** Check a keep margin: a finite number of nats per token >= 0; `where` names its source in the error. */
 function checkedMargin(margin, where) {
   if (!(Number.isFinite(margin) && margin >= 0)) {
-    throw new Error(`${where}: keepMargin ${margin} is not a finite number of nats >= 0`);
+    throw new Error(`${where}: keepMargin ${margin} is not a finite number of ${KEEP_MARGIN_UNIT} >= 0`);
   }
   return margin;
 }
 
 /**
  * The export's calibrated keep margin: config.json's `spantune.keep_margin` (written by `spantune export` from
- * the model's keep_margin.json; Transformers.js loads it with the model), else 0 (docs/keep-margin.md).
+ * the model's keep_margin.json; Transformers.js loads it with the model), else 0 (docs/keep-margin.md). An export
+ * from before the per-token margin (no `keep_margin_unit`) counts whole-reply nats: refused, saying so.
  */
 export function calibratedKeepMargin(config, modelPath = 'the model') {
   const margin = config?.spantune?.keep_margin;
-  return margin === undefined ? 0 : checkedMargin(margin, `${modelPath}/config.json spantune.keep_margin`);
+  if (margin === undefined) return 0;
+  const unit = config.spantune.keep_margin_unit;
+  if (unit !== KEEP_MARGIN_UNIT) {
+    throw new Error(`${modelPath}/config.json spantune.keep_margin_unit: ${JSON.stringify(unit)}, not ` +
+      `'${KEEP_MARGIN_UNIT}': a margin in whole-reply nats from an older spantune; calibrate and export again`);
+  }
+  return checkedMargin(margin, `${modelPath}/config.json spantune.keep_margin`);
 }
 
 /**
@@ -304,7 +322,7 @@ export function withQuantConfig(sessionOptions, device, accuracyLevel = 1) {
  *          progressCallback?: Function, keepMargin?: number, scoreKeep?: boolean, prefixCache?: boolean,
  *          copyDraft?: boolean}} options
  *   `dtype` left out is defaultDtype(device, the export's manifest). `progressCallback` receives Transformers.js
- *   loading progress. `keepMargin` (nats; 0 = off) keeps `span_in`
+ *   loading progress. `keepMargin` (nats per reply token; 0 = off) keeps `span_in`
  *   unless the model prefers its edit by that much; left out, it is the export's calibrated margin
  *   (calibratedKeepMargin), else 0. `scoreKeep` scores edits even at margin 0 (docs/keep-margin.md).
  *   `prefixCache` and `copyDraft` (both on; same answers) are the speed-ups of docs/fast-decoding.md; copy drafts
@@ -313,7 +331,8 @@ export function withQuantConfig(sessionOptions, device, accuracyLevel = 1) {
  *          keepMargin: number, dtype: string, prefixIds: number[]}>}
  *   `greedy(promptIds, { draftSource })` resolves to the greedy { tokens, passes } (Python: OnnxDecoder.greedy).
  *   `correct(example, { onText })` takes { ctx_before, span_in, ctx_after } and resolves to
- *   { text, raw, overrun, verbose, fallback, tokens, passes, latencyMs }, plus { kept, keepLogprob, answerLogprob }
+ *   { text, raw, overrun, verbose, fallback, tokens, passes, latencyMs }, plus
+ *   { kept, keepLogprob, answerLogprob, editPreference }
  *   when the keep margin scored the answer; `passes` counts forward passes of the decode (the prefix's one-off pass
  *   not included); `onText` receives decoded text as it streams.
  */
@@ -460,10 +479,13 @@ export async function createSpanCorrector({
       const { data, vocab } = await forward(ids, reply.length + 1); // the rows that predict the reply, and one
       return replyLogprob(data, vocab, ids.slice(promptIds.length - 1), 1);
     };
+    const answerReply = [...answer.tokens, keepReply.at(-1)];
     const keepLogprob = await logprob(keepReply);
-    const answerLogprob = await logprob([...answer.tokens, keepReply.at(-1)]);
-    const kept = keepsSpan(answer.text, example.span_in, answerLogprob, keepLogprob, keepMargin);
-    return { ...answer, ...(kept ? { text: example.span_in } : {}), kept, keepLogprob, answerLogprob };
+    const answerLogprob = await logprob(answerReply);
+    const preference = editPreference(answerLogprob, keepLogprob, answerReply.length, keepReply.length);
+    const kept = keepsSpan(answer.text, example.span_in, preference, keepMargin);
+    return { ...answer, ...(kept ? { text: example.span_in } : {}), kept, keepLogprob, answerLogprob,
+      editPreference: preference };
   }
 
   return { correct, greedy, tokenizer, model, stopIds, keepMargin, dtype, prefixIds };

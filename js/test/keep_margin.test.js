@@ -7,14 +7,14 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 import { MODEL, expectedRows } from '../scripts/test-artifacts.mjs';
-import { createSpanCorrector, keepReplyIds, keepsSpan, replyLogprob } from '../src/corrector.js';
+import { createSpanCorrector, editPreference, keepReplyIds, keepsSpan, replyLogprob } from '../src/corrector.js';
 
 const venvPython = fileURLToPath(new URL('../../.venv/bin/python', import.meta.url));
 const PYTHON = process.env.SPANTUNE_PYTHON || (existsSync(venvPython) ? venvPython : 'python3');
 
 const examples = expectedRows().map((row) => row.example);
 
-// Python onnxruntime fp32 with the margin scoring every edit: keep reply ids and both log-probabilities.
+// Python onnxruntime fp32 with the margin scoring every edit: keep reply ids, both log-probabilities, the preference.
 const PY = `
 import json, sys
 from spantune.infer.keep import KeepMargin, scored_sequences
@@ -25,7 +25,8 @@ for line in sys.stdin:
     ex = SpanExample.from_dict(json.loads(line), max_context=1 << 30)
     p = c.correct(ex)
     print(json.dumps({"keep_reply": scored_sequences(c.tokenizer, ex, []).keep_reply, "text": p.text,
-                      "keep_logprob": p.keep_logprob, "answer_logprob": p.answer_logprob}))
+                      "keep_logprob": p.keep_logprob, "answer_logprob": p.answer_logprob,
+                      "edit_preference": p.edit_preference}))
 `;
 
 function pythonScores() {
@@ -42,11 +43,14 @@ test('replyLogprob: hand-computed', () => {
   const logits = Float32Array.from([0, 1, 0, 0, 7, 7]);
   const want = Math.log(Math.E / (1 + Math.E)) + Math.log(0.5);
   assert.ok(Math.abs(replyLogprob(logits, 2, [0, 1, 0], 1) - want) < 1e-12);
-  assert.equal(keepsSpan('the', 'teh', -9, 0, 0), false);
-  assert.equal(keepsSpan('the', 'teh', -1, -2, 1.5), true);
-  assert.equal(keepsSpan('the', 'teh', -1, -2, 1), false);
-  assert.equal(keepsSpan('teh', 'teh', -9, 0, 5), false);
+  // 2 nats over replies of 3 and 5 tokens: 0.5 nats per token
+  assert.equal(editPreference(-1, -3, 3, 5), 0.5);
+  assert.equal(keepsSpan('the', 'teh', 0.5, 0), false);
+  assert.equal(keepsSpan('the', 'teh', 0.5, 0.6), true);
+  assert.equal(keepsSpan('the', 'teh', 0.5, 0.5), false);
+  assert.equal(keepsSpan('teh', 'teh', -9, 5), false);
 });
+
 
 test('a bad keepMargin is one clear error', async () => {
   await assert.rejects(createSpanCorrector({ modelPath: MODEL, dtype: 'fp32', keepMargin: -1 }), /keepMargin -1/);
@@ -63,7 +67,7 @@ test('keep margin: same reply ids, scores and decisions as Python; 0 = plain pat
     const base = await plain.correct(ex);
     const got = await scoring.correct(ex);
     const { latencyMs: _a, ...baseRest } = base;
-    const { latencyMs: _b, kept, keepLogprob, answerLogprob, ...gotRest } = got;
+    const { latencyMs: _b, kept, keepLogprob, answerLogprob, editPreference: preference, ...gotRest } = got;
     assert.deepEqual(gotRest, baseRest, `example ${i + 1}: scoring at margin 0 changed the answer`);
     assert.equal(got.text, py[i].text);
     if (py[i].keep_logprob === null) {
@@ -72,25 +76,26 @@ test('keep margin: same reply ids, scores and decisions as Python; 0 = plain pat
       assert.equal(kept, false);
       assert.ok(Math.abs(keepLogprob - py[i].keep_logprob) < 1e-4, `${keepLogprob} vs ${py[i].keep_logprob}`);
       assert.ok(Math.abs(answerLogprob - py[i].answer_logprob) < 1e-4);
-      deltas.push(py[i].answer_logprob - py[i].keep_logprob);
+      assert.ok(Math.abs(preference - py[i].edit_preference) < 1e-4);
+      deltas.push(py[i].edit_preference);
     }
     const kept1e9 = await huge.correct(ex);
     assert.equal(kept1e9.text, ex.span_in);
     assert.equal(kept1e9.kept, py[i].keep_logprob === null ? undefined : true);
   }
   assert.ok(deltas.length >= 4, `only ${deltas.length} edited spans`);
-  // a margin between two of Python's deltas, far from both: JS keeps exactly the spans Python's rule keeps
+  // a margin between two of Python's preferences, far from both: JS keeps exactly the spans Python's rule keeps
   const sorted = [...deltas].sort((a, b) => a - b);
   let best = 0;
   for (let j = 1; j < sorted.length; j++) if (sorted[j] - sorted[j - 1] > sorted[best + 1] - sorted[best]) best = j - 1;
   const margin = (sorted[best] + sorted[best + 1]) / 2;
-  assert.ok(margin > 0 && sorted[best + 1] - sorted[best] > 1e-2);
+  assert.ok(margin > 0 && sorted[best + 1] - sorted[best] > 1e-3);
   const mid = await createSpanCorrector({ modelPath: MODEL, dtype: 'fp32', device: 'cpu', keepMargin: margin });
   let nKept = 0;
   for (const [i, ex] of examples.entries()) {
     const got = await mid.correct(ex);
     const want = py[i].keep_logprob !== null &&
-      keepsSpan(py[i].text, ex.span_in, py[i].answer_logprob, py[i].keep_logprob, margin);
+      keepsSpan(py[i].text, ex.span_in, py[i].edit_preference, margin);
     assert.equal(got.kept === true, want, `example ${i + 1}`);
     assert.equal(got.text, want ? ex.span_in : py[i].text);
     nKept += want;

@@ -1,5 +1,6 @@
 // The calibrated keep margin as createSpanCorrector's default (docs/keep-margin.md): `spantune export` writes it
-// into config.json as spantune.keep_margin; left out, keepMargin is that number (0 without it); given, it wins.
+// into config.json as spantune.keep_margin (nats per token, keep_margin_unit); left out, keepMargin is that number
+// (0 without it); given, it wins.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -21,7 +22,7 @@ function calibratedCopy(spantune) {
 }
 
 test('keepMargin defaults to the export\'s calibrated margin; an explicit 0 turns it off', async (t) => {
-  const folder = calibratedCopy({ keep_margin: 1e9 });
+  const folder = calibratedCopy({ keep_margin: 1e9, keep_margin_unit: 'nats/token' });
   t.after(() => rmSync(join(folder, '..'), { recursive: true, force: true }));
   const options = { dtype: 'fp32', device: 'cpu' };
   const uncalibrated = await createSpanCorrector({ modelPath: MODEL, ...options });
@@ -45,8 +46,15 @@ test('keepMargin defaults to the export\'s calibrated margin; an explicit 0 turn
 });
 
 test('a bad calibrated margin in config.json is one clear error naming the file', async (t) => {
-  const folder = calibratedCopy({ keep_margin: -2 });
+  const folder = calibratedCopy({ keep_margin: -2, keep_margin_unit: 'nats/token' });
   t.after(() => rmSync(join(folder, '..'), { recursive: true, force: true }));
   await assert.rejects(createSpanCorrector({ modelPath: folder, dtype: 'fp32' }),
     /config\.json spantune\.keep_margin: keepMargin -2 is not a finite number/);
+});
+
+test('an export calibrated before the per-token margin (no unit) is refused, saying so', async (t) => {
+  const folder = calibratedCopy({ keep_margin: 1.25 });
+  t.after(() => rmSync(join(folder, '..'), { recursive: true, force: true }));
+  await assert.rejects(createSpanCorrector({ modelPath: folder, dtype: 'fp32' }),
+    /config\.json spantune\.keep_margin_unit: undefined, not 'nats\/token': a margin in whole-reply nats/);
 });

@@ -35,7 +35,7 @@ AddParser = Callable[[argparse._SubParsersAction], argparse._SubParsersAction | 
 
 
 def _cmd_fix(args: argparse.Namespace) -> int:
-    from spantune.infer.keep import resolve_keep
+    from spantune.infer.keep import KEEP_MARGIN_UNIT, resolve_keep
     from spantune.infer.torch_backend import TorchCorrector
     from spantune.schema import SpanExample, read_jsonl
 
@@ -46,7 +46,8 @@ def _cmd_fix(args: argparse.Namespace) -> int:
     examples = None if args.jsonl is None else read_jsonl(args.jsonl, clip=args.clip)  # before the model loads
     keep, keep_from = resolve_keep(args.model, args.keep_margin)
     corrector = TorchCorrector.load(args.model, device=args.device, max_new_tokens=args.max_new_tokens, keep=keep)
-    print(f"keep margin: {keep.margin:g} nats ({keep_from})", file=sys.stderr)  # after loading: errors stay one line
+    # after loading, so that errors stay one line
+    print(f"keep margin: {keep.margin:g} {KEEP_MARGIN_UNIT} ({keep_from})", file=sys.stderr)
     if examples is not None:
         from spantune.infer.files import correct_file
 
@@ -73,8 +74,9 @@ def add_fix(subparsers: argparse._SubParsersAction) -> None:
     fix.add_argument("--clip", action="store_true", help="clip over-long contexts instead of rejecting them")
     fix.add_argument("--device", default="auto", help="auto, cpu or cuda")
     fix.add_argument("--max-new-tokens", type=int, default=32)
-    fix.add_argument("--keep-margin", type=float, default=None, metavar="NATS",
-                     help="keep the span unless the model prefers its edit by this many nats (0 = off; default: "
+    fix.add_argument("--keep-margin", type=float, default=None, metavar="NATS_PER_TOKEN",
+                     help="keep the span unless the model prefers its edit by this many nats per reply token (0 = "
+                          "off; default: "
                           "the model's calibrated margin from `spantune calibrate`, else 0)")
     fix.set_defaults(func=_cmd_fix)
 

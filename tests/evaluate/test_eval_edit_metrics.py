@@ -95,7 +95,7 @@ def test_report_tables_show_edit_metrics_per_source(rows):
 def test_row_keeps_keep_margin_fields_through_dict():
     e = _example("teh", "the", [], "fce")
     row = EvalRow(e, "teh", raw="the", overrun=False, verbose=False, fallback=False, kept=True,
-                  keep_logprob=-1.25, answer_logprob=-0.5)
+                  keep_logprob=-1.25, answer_logprob=-0.5, edit_preference=0.375)
     back = EvalRow.from_dict(json.loads(json.dumps(row.to_dict())))
     assert back == row
 

@@ -19,17 +19,17 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _row(span_in: str, span_out: str, source: str, prediction: str, raw: str, kept: bool | None,
-         keep_lp: float | None, answer_lp: float | None) -> EvalRow:
+         preference: float | None) -> EvalRow:
     ex = SpanExample(ctx_before="A ", span_in=span_in, ctx_after=" b.", span_out=span_out, source=source)
     return EvalRow(ex, prediction, raw=raw, overrun=False, verbose=False, fallback=False, kept=kept,
-                   keep_logprob=keep_lp, answer_logprob=answer_lp)
+                   edit_preference=preference)
 
 
 ROWS = [
-    _row("teh", "the", "fce", "the", "the", False, -3.0, -1.0),            # edit preferred by 2 nats
-    _row("fine", "fine", "fce", "fine!", "fine!", False, -2.5, -2.0),      # false edit, preferred by 0.5
-    _row("good", "good", "synthetic", "good", "good", None, None, None),   # left alone: never scored
-    _row("it are", "it is", "synthetic", "it are", "it is", True, -5.0, -1.0),  # kept in the run; by 4 nats
+    _row("teh", "the", "fce", "the", "the", False, 2.0),            # edit preferred by 2 nats per token
+    _row("fine", "fine", "fce", "fine!", "fine!", False, 0.5),      # false edit, preferred by 0.5
+    _row("good", "good", "synthetic", "good", "good", None, None),  # left alone: never scored
+    _row("it are", "it is", "synthetic", "it are", "it is", True, 4.0),  # kept in the run; by 4
 ]
 
 
@@ -56,8 +56,8 @@ def test_sweep_hand_counted_per_source():
 
 
 def test_unscored_edit_is_a_clear_error():
-    bad = dataclasses.replace(ROWS[0], keep_logprob=None, answer_logprob=None, kept=None)
-    with pytest.raises(InputError, match=r"^p\.jsonl:2: keep_logprob: missing"):
+    bad = dataclasses.replace(ROWS[0], edit_preference=None, kept=None)
+    with pytest.raises(InputError, match=r"^p\.jsonl:2: edit_preference: missing"):
         check_scored([ROWS[2], bad], "p.jsonl")
 
 
@@ -84,4 +84,4 @@ def test_benchmark_sweeps_one_decoding_pass(tmp_path: Path):
     assert rates == sorted(rates, reverse=True) and rates[-1] < rates[0]
     assert "smallest margin keeping >= 95% of no-fix spans unchanged, (all):" in proc.stdout
     assert (out / "keep_margin.png").stat().st_size > 0
-    assert "| margin (nats) |" in (out / "keep_margin.md").read_text()
+    assert "| margin (nats/token) |" in (out / "keep_margin.md").read_text()

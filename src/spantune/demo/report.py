@@ -69,6 +69,7 @@ def write_report(run_dir: Path, model: str, steps: list[tuple[str, str, float]],
     import platform
 
     from spantune.evaluate.report import markdown_table
+    from spantune.infer.keep import KEEP_MARGIN_UNIT
     from spantune.io import atomic_write
     from spantune.runinfo import git_commit
     from spantune.versions import package_versions
@@ -91,8 +92,9 @@ def write_report(run_dir: Path, model: str, steps: list[tuple[str, str, float]],
               f"{t.get('tokens_per_s')} tokens/s, last loss {t.get('last_loss')}",
               f"- best checkpoint: {t.get('best')}"]
     if "keep_margin" in t:
-        lines.append(f"- keep margin: {t['keep_margin']:g} nats, calibrated to leave {100 * t['noop_kept']:.1f} % of "
-                     f"correct real-dev spans unchanged (`{t['run_dir']}/keep_margin.md`); every tuned row uses it")
+        lines.append(f"- keep margin: {t['keep_margin']:g} {KEEP_MARGIN_UNIT}, calibrated to leave "
+                     f"{100 * t['noop_kept']:.1f} % of correct real-dev spans unchanged "
+                     f"(`{t['run_dir']}/keep_margin.md`); every tuned row uses it")
     lines.append("")
     e = exported.result
     lines += ["## Export", "", f"- folder: `{e['dir']}`"]

@@ -185,21 +185,22 @@ class Demo:
             self.console.print(f"[yellow]-[/] {self.title(4, 'keep margin')}: not calibrated ({path} is empty: no "
                                "span needing no fix is left outside the reported sample): margin 0")
             return trained
-        inputs = {"train": trained.key, "data": str(path), "data_sha256": file_digest(path),
+        from spantune.infer.keep import KEEP_MARGIN_FILE, KEEP_MARGIN_UNIT
+
+        inputs = {"train": trained.key, "data": str(path), "data_sha256": file_digest(path), "unit": KEEP_MARGIN_UNIT,
                   "target": ecfg.keep_target, "confidence": ecfg.keep_confidence, "max_new_tokens": ecfg.max_new_tokens}
 
         def run(resume: bool) -> dict[str, Any]:
             from spantune.evaluate.margin import calibrate, margin_grid
             from spantune.evaluate.report import fmt
-            from spantune.infer.keep import KEEP_MARGIN_FILE
 
             folder, record = calibrate(trained.result["run_dir"], path, margin_grid(), target=ecfg.keep_target,
                                        confidence=ecfg.keep_confidence, seed=ecfg.seed)
             kept, bound, at_zero = (fmt("noop_false_edit_rate", v) for v in
                                     (record["noop_kept"], record["noop_kept_bound"], record["at_zero"]["noop_kept"]))
-            self.console.print(f"keep margin {record['margin']:g} nats leaves {kept} of {record['n']} spans needing "
-                               f"no fix unchanged (lower bound {bound} at {100 * ecfg.keep_confidence:g} % "
-                               f"confidence; {at_zero} at 0)")
+            self.console.print(f"keep margin {record['margin']:g} {record['unit']} leaves {kept} of {record['n']} "
+                               f"spans needing no fix unchanged (lower bound {bound} at "
+                               f"{100 * ecfg.keep_confidence:g} % confidence; {at_zero} at 0)")
             return {**trained.result, "keep_margin": record["margin"], "noop_kept": record["noop_kept"],
                     "outputs": [str(folder / KEEP_MARGIN_FILE)]}
 

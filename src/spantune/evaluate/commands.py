@@ -66,11 +66,12 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if args.confidence > 0:
         share += f" (lower bound at {100 * args.confidence:g} % confidence: {100 * record['noop_kept_bound']:.1f} %)"
     if record["reached"]:
-        print(f"calibrated keep margin: {record['margin']:g} nats keeps {share} "
+        print(f"calibrated keep margin: {record['margin']:g} {record['unit']} keeps {share} "
               f"(target {100 * args.target:g} %; {100 * record['at_zero']['noop_kept']:.1f} % at 0)")
     else:
-        print(f"no margin up to {record['margin']:g} nats keeps {100 * args.target:g} % of the spans that need no "
-              f"fix unchanged; wrote the largest, {record['margin']:g} nats, which keeps {share}", file=sys.stderr)
+        print(f"no margin up to {record['margin']:g} {record['unit']} keeps {100 * args.target:g} % of the spans that "
+              f"need no fix unchanged; wrote the largest, {record['margin']:g} {record['unit']}, which keeps {share}",
+              file=sys.stderr)
     for key in ("edit_precision", "edit_recall") if record["at_zero"]["edit_recall"] is not None else ():
         print(f"{key.replace('_', ' ')}: {fmt(key, record['at_zero'][key])} at 0 -> {fmt(key, record[key])}")
     print(f"wrote {folder / KEEP_MARGIN_FILE} (sweep: keep_margin.md, keep_margin.png); `spantune fix`, "
@@ -114,11 +115,12 @@ def add_eval(subparsers: argparse._SubParsersAction) -> argparse._SubParsersActi
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (transformers systems)")
     p.add_argument("--js-dir", help="the spantune js/ folder a node:DIR system runs (default: this checkout's)")
     p.add_argument("--max-new-tokens", type=int, default=32)
-    p.add_argument("--keep-margin", type=float, default=None, metavar="NATS",
-                   help="keep the span unless the model prefers its edit by this many nats (0 = off; default: "
+    p.add_argument("--keep-margin", type=float, default=None, metavar="NATS_PER_TOKEN",
+                   help="keep the span unless the model prefers its edit by this many nats per reply token (0 = off; "
+                        "default: "
                         "the model's calibrated margin from `spantune calibrate`, else 0; docs/keep-margin.md)")
     p.add_argument("--score-keep", action="store_true",
-                   help="record keep/answer log-probabilities of every edit (for benchmarks/keep_margin.py)")
+                   help="record the keep scores of every edit (for benchmarks/keep_margin.py)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.set_defaults(func=cmd_eval)
@@ -161,8 +163,9 @@ def add_calibrate(subparsers: argparse._SubParsersAction) -> None:
     cal.add_argument("--limit", type=int, help="only the first N examples")
     cal.add_argument("--seed", type=int, default=0, help="bootstrap seed of the decoding pass's report")
     cal.add_argument("--max-margin", type=float, default=DEFAULT_MAX_MARGIN,
-                     help="largest margin swept, in nats (default %(default)s)")
-    cal.add_argument("--step", type=float, default=DEFAULT_STEP, help="sweep step in nats (default %(default)s)")
+                     help="largest margin swept, in nats per token (default %(default)s)")
+    cal.add_argument("--step", type=float, default=DEFAULT_STEP,
+                     help="sweep step in nats per token (default %(default)s)")
     cal.add_argument("--out", help="folder for keep_margin.json (default: the model's folder)")
     cal.add_argument("--dtype", help="as `spantune eval --dtype`")
     cal.add_argument("--device", default="auto", help="auto, cpu or cuda")

@@ -136,7 +136,7 @@ def run_eval(system: str, data: str | Path, *, out: Path, subset: str | None = N
     from spantune.evaluate.report import baseline_section, build_report
     from spantune.evaluate.runner import PREDICTIONS, open_run, run_corrector
     from spantune.evaluate.systems import keep_info, load_system
-    from spantune.infer.keep import NO_MODEL_SYSTEMS, resolve_keep
+    from spantune.infer.keep import KEEP_MARGIN_UNIT, NO_MODEL_SYSTEMS, resolve_keep
     from spantune.io import write_json
 
     if dtype and system in NO_MODEL_SYSTEMS:
@@ -148,7 +148,7 @@ def run_eval(system: str, data: str | Path, *, out: Path, subset: str | None = N
         load_gates(gates)  # fail on a bad gates file before any model is loaded
     base_run = load_run(baseline) if baseline else None
     keep, keep_from = resolve_keep(system, keep_margin, score_keep)
-    print(f"keep margin: {keep.margin:g} nats ({keep_from})")
+    print(f"keep margin: {keep.margin:g} {KEEP_MARGIN_UNIT} ({keep_from})")
     keep_record = {**keep_info(keep), "keep_margin": keep.margin, "keep_margin_from": keep_from}
     meta = {"system": system, "dtype": dtype, "max_new_tokens": max_new_tokens,
             "data_sha256": data_info["sha256"], "subset": subset, "limit": limit, **keep_record}

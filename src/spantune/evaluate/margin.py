@@ -17,15 +17,16 @@ from spantune.evaluate.bootstrap import group_positions
 from spantune.evaluate.metrics import METRICS, Columns, EvalRow, point_metrics
 from spantune.evaluate.report import fmt, markdown_table
 from spantune.io import atomic_write
-from spantune.infer.keep import keeps_span
+from spantune.infer.keep import KEEP_MARGIN_UNIT, keeps_span
 from spantune.postprocess import postprocess
 
 #: What the sweep reports per margin and source.
 SWEEP_METRICS = ("exact_match", "edit_precision", "edit_recall", "noop_false_edit_rate")
 ALL = "(all)"
-#: The default grid: 0 to 8 nats by 0.25 (the benchmark's and ``spantune calibrate``'s).
-DEFAULT_MAX_MARGIN = 8.0
-DEFAULT_STEP = 0.25
+#: The default grid: 0 to 2 nats per token by 0.025 (the benchmark's and ``spantune calibrate``'s); trained
+#: models calibrate to 0.25-0.35 (benchmarks/RESULTS.md, run 10).
+DEFAULT_MAX_MARGIN = 2.0
+DEFAULT_STEP = 0.025
 
 
 def answer_of(row: EvalRow) -> str:
@@ -34,18 +35,18 @@ def answer_of(row: EvalRow) -> str:
 
 
 def check_scored(rows: Sequence[EvalRow], path: str) -> None:
-    """Every row whose answer edits the span must carry both log-probabilities."""
+    """Every row whose answer edits the span must carry its edit preference."""
     for i, row in enumerate(rows, 1):
-        if answer_of(row) != row.example.span_in and None in (row.keep_logprob, row.answer_logprob):
-            raise InputError(path, i, "keep_logprob", "missing on an edited span: run `spantune eval` "
+        if answer_of(row) != row.example.span_in and row.edit_preference is None:
+            raise InputError(path, i, "edit_preference", "missing on an edited span: run `spantune eval` "
                              "with --score-keep (or --keep-margin)")
 
 
 def at_margin(row: EvalRow, margin: float) -> EvalRow:
     """``row`` as the keep margin ``margin`` would have answered it."""
     answer, span_in = answer_of(row), row.example.span_in
-    scored = row.keep_logprob is not None and row.answer_logprob is not None
-    kept = scored and keeps_span(answer, span_in, row.answer_logprob, row.keep_logprob, margin)
+    scored = row.edit_preference is not None
+    kept = scored and keeps_span(answer, span_in, row.edit_preference, margin)
     return dataclasses.replace(row, prediction=span_in if kept else answer, kept=kept if scored else None)
 
 
@@ -124,8 +125,8 @@ def sweep_markdown(result: dict[str, list[dict[str, Any]]], best: dict[str, floa
         found = best[group]
         lines += [f"### {group} (n = {points[0]['n']})", "",
                   f"Smallest margin leaving ≥ {100 * keep_share:.0f} % of no-fix spans unchanged{bound}: "
-                  + ("none in the grid" if found is None else f"{found:g} nats"), ""]
-        lines += markdown_table(["margin (nats)", *(METRICS[k].label for k in SWEEP_METRICS)],
+                  + ("none in the grid" if found is None else f"{found:g} {KEEP_MARGIN_UNIT}"), ""]
+        lines += markdown_table([f"margin ({KEEP_MARGIN_UNIT})", *(METRICS[k].label for k in SWEEP_METRICS)],
                                 [[f"{p['margin']:g}", *(fmt(k, p[k]) for k in SWEEP_METRICS)] for p in points])
         lines.append("")
     return "\n".join(lines)
@@ -144,7 +145,7 @@ def plot_sweep(result: dict[str, list[dict[str, Any]]], path: Path) -> None:
         for key in SWEEP_METRICS:
             ax.plot(margins, [np.nan if p[key] is None else 100 * p[key] for p in points], label=METRICS[key].label)
         ax.set_title(f"{group} (n={points[0]['n']})")
-        ax.set_xlabel("keep margin (nats)")
+        ax.set_xlabel(f"keep margin ({KEEP_MARGIN_UNIT})")
         ax.set_ylim(-2, 102)
     axes[0][0].set_ylabel("%")
     axes[0][0].legend(fontsize="small")
@@ -185,7 +186,7 @@ def calibrate(model: str, data: str | Path, margins: Sequence[float], *, target:
         rows = read_predictions(run / PREDICTIONS)
         check_scored(rows, str(run / PREDICTIONS))
     result = sweep(rows, margins)
-    record = {**calibration(result[ALL], target, confidence), "model": model,
+    record = {**calibration(result[ALL], target, confidence), "unit": KEEP_MARGIN_UNIT, "model": model,
               "data": {"path": str(data), "sha256": sha256_file(data)}, "limit": limit,
               "predictions": str(folder / "keep_margin_eval" / PREDICTIONS)}
     best = {group: smallest_margin(points, target, confidence) for group, points in result.items()}

@@ -18,6 +18,7 @@ from sacrebleu.metrics import CHRF
 
 from spantune.data.tags import length_bucket
 from spantune.errors import InputError
+from spantune.infer.base import KEEP_SCORES
 from spantune.postprocess import PostResult, length_cap
 from spantune.prompt import WHITESPACE
 from spantune.schema import SpanExample, dumps
@@ -92,8 +93,8 @@ class EvalRow:
     """One evaluated example: what the system inserted, the post-processing flags and the timing.
 
     Flags, latency and token count are ``None`` when unknown: a plain string prediction (as training
-    may pass to :func:`compute_metrics`) carries none of them. ``kept`` and the two log-probabilities
-    come from the keep margin (docs/keep-margin.md), ``None`` where the answer was not scored.
+    may pass to :func:`compute_metrics`) carries none of them. ``kept``, the two log-probabilities and the
+    edit preference come from the keep margin (docs/keep-margin.md), ``None`` where the answer was not scored.
     """
 
     example: SpanExample
@@ -107,6 +108,7 @@ class EvalRow:
     kept: bool | None = None
     keep_logprob: float | None = None
     answer_logprob: float | None = None
+    edit_preference: float | None = None
 
     @property
     def key(self) -> str:
@@ -141,6 +143,7 @@ class EvalRow:
             "kept": self.kept,
             "keep_logprob": self.keep_logprob,
             "answer_logprob": self.answer_logprob,
+            "edit_preference": self.edit_preference,
             "exact": self.exact,
             "levenshtein": round(normalized_levenshtein(self.prediction, ex.span_out), 6),
             "chrf": round(sentence_chrf(self.prediction, ex.span_out), 4),
@@ -168,7 +171,7 @@ def make_row(example: SpanExample, prediction: Any) -> EvalRow:
     return EvalRow(example, result.text, raw=getattr(prediction, "raw", None), overrun=result.overrun,
                    verbose=result.verbose, fallback=result.fallback,
                    **{k: getattr(prediction, k, None) for k in
-                      ("latency_s", "new_tokens", "kept", "keep_logprob", "answer_logprob")})
+                      ("latency_s", "new_tokens", *KEEP_SCORES)})
 
 
 def flag_problem(row: EvalRow) -> str | None:

@@ -79,11 +79,12 @@ def _keep_margin_lines(keep: dict[str, Any] | None) -> list[str]:
     confidence = keep.get("confidence", 0.0)
     bound = (f" at {100 * confidence:g} % confidence (lower bound {100 * keep['noop_kept_bound']:.1f} %)"
              if confidence > 0 else "")
-    return [f"Keep margin: {keep['margin']:g} nats, calibrated on `{keep['data']['path']}` "
+    return [f"Keep margin: {keep['margin']:g} {keep['unit']}, calibrated on `{keep['data']['path']}` "
             f"(sha256 `{keep['data']['sha256']}`, {keep['n']} spans) {reached} ≥ {100 * keep['target']:g} % of "
             f"correct spans{bound}: it keeps {100 * keep['noop_kept']:.1f} % of the spans that need no fix unchanged "
             f"({100 * keep['at_zero']['noop_kept']:.1f} % at 0). An edit is made only when the model prefers it to "
-            "the unchanged span by at least this many nats. `createSpanCorrector` (from config.json's "
+            "the unchanged span by at least this many nats per reply token (the log-probability difference of the two "
+            "replies over their mean length). `createSpanCorrector` (from config.json's "
             "`spantune.keep_margin`) and `spantune eval --system onnx:DIR` (from keep_margin.json) use it by default; "
             "`keepMargin: 0` / `--keep-margin 0` turn it off."]
 

@@ -70,14 +70,15 @@ def set_transformersjs_config(folder: Path) -> None:
 def carry_keep_margin(model_arg: str, folder: Path) -> dict[str, Any] | None:
     """The model's calibrated keep margin (docs/keep-margin.md), carried into the export: its keep_margin.json
     (which ``--system onnx:DIR`` and a transformers load of the folder read) and config.json's
-    ``spantune.keep_margin``, which Transformers.js loads with the model (js/src/corrector.js's default)."""
+    ``spantune.keep_margin`` (with ``keep_margin_unit``), which Transformers.js loads with the model
+    (js/src/corrector.js's default)."""
     path = calibration_file(model_arg)
     if path is None:
         return None
     record = read_calibration(path)
     write_json(folder / KEEP_MARGIN_FILE, record)
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    config.setdefault("spantune", {})["keep_margin"] = record["margin"]
+    config.setdefault("spantune", {}).update(keep_margin=record["margin"], keep_margin_unit=record["unit"])
     write_json(folder / "config.json", config)
     return record
 

@@ -9,12 +9,17 @@ from spantune.postprocess import PostResult
 from spantune.schema import SpanExample
 
 
+#: The keep margin's per-span record, in predictions.jsonl and `spantune fix --jsonl` output alike.
+KEEP_SCORES = ("kept", "keep_logprob", "answer_logprob", "edit_preference")
+
+
 @dataclass(frozen=True)
 class Prediction:
     """One corrected span: the raw model text, what the editor would insert, and its cost.
 
-    ``kept`` and the two log-probabilities are set when the keep margin scored the answer
-    (:mod:`spantune.infer.keep`); ``kept`` says the margin replaced the answer by ``span_in``.
+    :data:`KEEP_SCORES` are set when the keep margin scored the answer (:mod:`spantune.infer.keep`): ``kept``
+    says the margin replaced the answer by ``span_in``; the two log-probabilities and the edit preference (nats
+    per token) are what it decided on.
     """
 
     raw: str
@@ -24,6 +29,7 @@ class Prediction:
     kept: bool | None = None
     keep_logprob: float | None = None
     answer_logprob: float | None = None
+    edit_preference: float | None = None
 
     @property
     def text(self) -> str:

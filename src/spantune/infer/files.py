@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from spantune.infer.base import Corrector
+from spantune.infer.base import KEEP_SCORES, Corrector
 from spantune.schema import SpanExample, dumps, write_lines
 
 
@@ -18,8 +18,7 @@ def correct_file(corrector: Corrector, examples: list[SpanExample], out_path: st
     def lines():
         for ex in tqdm(examples, desc=label, unit="span"):
             pred = corrector.correct(ex)
-            scores = {k: getattr(pred, k) for k in ("kept", "keep_logprob", "answer_logprob")
-                      if getattr(pred, k) is not None}
+            scores = {k: getattr(pred, k) for k in KEEP_SCORES if getattr(pred, k) is not None}
             yield dumps({**ex.to_dict(), "prediction": pred.text, "raw": pred.raw,
                          **{k: v for k, v in pred.result.to_dict().items() if k != "text"},
                          "latency_s": round(pred.latency_s, 4), **scores})

@@ -2,9 +2,12 @@
 
 A generative editor's greedy answer can be a coin toss between editing and keeping. Scoring both replies
 under the same prompt — teacher-forced, summed log-probabilities of the reply tokens and the end-of-turn
-token — turns that into a precision knob, like GECToR's confidence bias. Every backend (PyTorch,
-onnxruntime, ``js/src/corrector.js``) builds the same two token sequences with :func:`scored_sequences`'s
-rules and decides with :func:`keeps_span`; only the forward pass differs.
+token — turns that into a precision knob, like GECToR's confidence bias. The margin is per reply token
+(:func:`edit_preference`): a whole-reply margin asks a six-token rewrite and a one-token fix for the same
+number of nats, and at the same share of correct spans kept it let through fewer right edits on every model
+measured (benchmarks/RESULTS.md, run 10). Every backend (PyTorch, onnxruntime, ``js/src/corrector.js``) builds
+the same two token sequences with :func:`scored_sequences`'s rules and decides with :func:`keeps_span`; only the
+forward pass differs.
 """
 
 from __future__ import annotations
@@ -56,23 +59,33 @@ def reply_logprob(logits: np.ndarray, ids: Sequence[int], prompt_len: int) -> fl
     return float((rows[np.arange(len(targets)), targets] - log_norm).sum())
 
 
-def keeps_span(answer: str, span_in: str, answer_logprob: float, keep_logprob: float, margin: float) -> bool:
+#: What a keep margin counts (keep_margin.json's ``unit``, config.json's ``spantune.keep_margin_unit``).
+KEEP_MARGIN_UNIT = "nats/token"
+
+
+def edit_preference(answer_logprob: float, keep_logprob: float, answer_tokens: int, keep_tokens: int) -> float:
+    """How much the model prefers its answer to the unchanged span, in nats per reply token: the log-probability
+    difference of the two replies over their mean length (end-of-turn tokens counted)."""
+    return (answer_logprob - keep_logprob) / ((answer_tokens + keep_tokens) / 2)
+
+
+def keeps_span(answer: str, span_in: str, preference: float, margin: float) -> bool:
     """True when the margin is on (> 0), the answer edits the span, and the model prefers the edit by less
-    than ``margin`` nats: ``answer_logprob - keep_logprob < margin``."""
-    return margin > 0 and answer != span_in and answer_logprob - keep_logprob < margin
+    than ``margin`` nats per token (:func:`edit_preference`)."""
+    return margin > 0 and answer != span_in and preference < margin
 
 
 @dataclasses.dataclass(frozen=True)
 class KeepMargin:
-    """A backend's keep-margin setting: ``margin`` in nats (0 = off: today's answers), and ``score`` to
-    record both log-probabilities even at margin 0, so one decoding pass serves a whole margin sweep."""
+    """A backend's keep-margin setting: ``margin`` in nats per reply token (0 = off: today's answers), and
+    ``score`` to record the scores even at margin 0, so one decoding pass serves a whole margin sweep."""
 
     margin: float = 0.0
     score: bool = False
 
     def __post_init__(self) -> None:
         if not (self.margin >= 0 and np.isfinite(self.margin)):
-            raise SpantuneError(f"keep_margin: {self.margin!r} is not a finite number of nats >= 0")
+            raise SpantuneError(f"keep_margin: {self.margin!r} is not a finite number of {KEEP_MARGIN_UNIT} >= 0")
 
     @property
     def active(self) -> bool:
@@ -90,9 +103,11 @@ class KeepMargin:
         keep_ids, answer_full = seqs.prompt_ids + seqs.keep_reply, seqs.prompt_ids + seqs.answer_reply
         keep_lp = reply_logprob(forward(keep_ids, n - 1), keep_ids[n - 1:], 1)
         answer_lp = reply_logprob(forward(answer_full, n - 1), answer_full[n - 1:], 1)
-        kept = keeps_span(pred.text, example.span_in, answer_lp, keep_lp, self.margin)
+        preference = edit_preference(answer_lp, keep_lp, len(seqs.answer_reply), len(seqs.keep_reply))
+        kept = keeps_span(pred.text, example.span_in, preference, self.margin)
         result = PostResult(example.span_in, verbose=pred.result.verbose) if kept else pred.result
-        return dataclasses.replace(pred, result=result, kept=kept, keep_logprob=keep_lp, answer_logprob=answer_lp)
+        return dataclasses.replace(pred, result=result, kept=kept, keep_logprob=keep_lp, answer_logprob=answer_lp,
+                                   edit_preference=preference)
 
 
 #: The calibration ``spantune calibrate`` writes into a model's folder (docs/keep-margin.md).
@@ -123,14 +138,18 @@ def calibration_file(spec: str) -> Path | None:
 
 
 def read_calibration(path: Path) -> dict[str, Any]:
-    """A keep_margin.json, checked: its ``margin`` must be a finite number of nats >= 0."""
+    """A keep_margin.json, checked: its ``unit`` must be :data:`KEEP_MARGIN_UNIT` (files from before the per-token
+    margin count whole-reply nats) and its ``margin`` a finite number >= 0."""
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise SpantuneError(f"{path}: cannot read the keep-margin calibration: {exc}") from None
     margin = record.get("margin") if isinstance(record, dict) else None
     if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not (margin >= 0 and math.isfinite(margin)):
-        raise InputError(path, None, "margin", f"{margin!r} is not a finite number of nats >= 0")
+        raise InputError(path, None, "margin", f"{margin!r} is not a finite number of {KEEP_MARGIN_UNIT} >= 0")
+    if record.get("unit") != KEEP_MARGIN_UNIT:
+        raise InputError(path, None, "unit", f"{record.get('unit')!r}, not {KEEP_MARGIN_UNIT!r}: a margin in "
+                         "whole-reply nats from an older spantune; run `spantune calibrate` again")
     return record
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO, cast
 
 from spantune.errors import SpantuneError
-from spantune.infer.base import Prediction
+from spantune.infer.base import KEEP_SCORES, Prediction
 from spantune.infer.keep import KeepMargin
 from spantune.postprocess import PostResult
 from spantune.schema import SpanExample, dumps
@@ -96,4 +96,4 @@ class NodeCorrector:
         o = self._answer()
         return Prediction(raw=o["raw"], result=PostResult(o["text"], o["overrun"], o["verbose"], o["fallback"]),
                           latency_s=o["latency_ms"] / 1000, new_tokens=len(o["tokens"]), kept=o.get("kept"),
-                          keep_logprob=o.get("keep_logprob"), answer_logprob=o.get("answer_logprob"))
+                          **{k: o.get(k) for k in KEEP_SCORES[1:]})
