@@ -4,8 +4,8 @@ A generative editor's greedy answer can be a coin toss between editing and keepi
 under the same prompt — teacher-forced, summed log-probabilities of the reply tokens and the end-of-turn
 token — turns that into a precision knob, like GECToR's confidence bias. The margin is per reply token
 (:func:`edit_preference`): a whole-reply margin asks a six-token rewrite and a one-token fix for the same
-number of nats, and at the same share of correct spans kept it let through fewer right edits on every model
-measured (benchmarks/RESULTS.md, run 10). Every backend (PyTorch, onnxruntime, ``js/src/corrector.js``) builds
+number of nats, and calibrated the same way it scored lower real-dev exact match on all three models measured
+(benchmarks/RESULTS.md, run 10). Every backend (PyTorch, onnxruntime, ``js/src/corrector.js``) builds
 the same two token sequences with :func:`scored_sequences`'s rules and decides with :func:`keeps_span`; only the
 forward pass differs.
 """
