@@ -224,7 +224,8 @@ def run_naive(prep: Any, examples: list[Any], out: Path, precision: Any, cuda: b
                                                                                  enc["attention_mask"])]
     data = Dataset.from_dict({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
                               "labels": labels})
-    model = get_peft_model(load_base_model(prep.config, precision.name), lora_config(prep.config.lora))
+    base = load_base_model(prep.config, precision.name)
+    model = get_peft_model(base, lora_config(prep.config.lora, base))
     t = prep.config.train
     args = TrainingArguments(output_dir=str(out), per_device_train_batch_size=NAIVE_BATCH, num_train_epochs=1,
                              learning_rate=t.learning_rate, lr_scheduler_type=t.lr_scheduler, seed=t.seed,

@@ -118,6 +118,28 @@ def test_shared_prefix_gives_the_plain_loss_and_gradients(tmp_path: Path, tiny_m
         assert torch.allclose(shared_grads[name], grad, rtol=1e-4, atol=1e-6), name
 
 
+@pytest.mark.filterwarnings("ignore:Full backward hook is firing")  # layer 0's inputs need no gradient: the point
+def test_top_layers_adapt_only_the_last_layers_and_the_backward_stops_there(tmp_path: Path,
+                                                                         tiny_model_dir: Path) -> None:
+    """lora.top_layers 1 on the 2-layer tiny model: every linear module of layer 1 gets an adapter, layer 0 none,
+    and the backward pass never reaches layer 0 (no gradient is computed for its output)."""
+    from spantune.train import build_trainer, sft_config
+    from spantune.train.compiled import decoder_layers
+
+    prep = _prepare(tmp_path, tiny_model_dir, lora={"target_modules": ["all-linear"], "top_layers": 1})
+    trainer = build_trainer(prep, sft_config(prep.config, tmp_path / "run", False, False, False), "fp32")
+    trainable = [n for n, p in trainer.model.named_parameters() if p.requires_grad]
+    adapted = {n.split(".lora_")[0].rsplit(".", 1)[-1] for n in trainable}
+    assert adapted == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    assert trainable and all(".layers.1." in n for n in trainable)
+    reached = {0: 0, 1: 0}
+    for i, layer in enumerate(decoder_layers(trainer.model)):
+        layer.register_full_backward_hook(lambda *_, i=i: reached.__setitem__(i, reached[i] + 1))
+    loss, grads = loss_and_grads(trainer, dict(next(iter(trainer.get_train_dataloader()))))
+    assert loss.isfinite() and grads
+    assert reached == {0: 0, 1: 1}
+
+
 def test_pad_token_never_ends_the_turn(tiny_model_dir: Path) -> None:
     from spantune.models import load_tokenizer
     from spantune.train import choose_pad_token
@@ -324,6 +346,7 @@ BAD_CONFIGS = {
     "data failing the schema": (_bad_line, [], r"bad\.jsonl:3: span_out: missing required field"),
     "max length below the longest prompt": (lambda d, t: None, ["--train.max_length", "20"],
                                             r"train\.jsonl:\d+: train\.max_length: 20 tokens is shorter"),
+    "no adapted layer": (lambda d, t: None, ["--lora.top_layers", "0"], r"config key lora\.top_layers: must be > 0"),
     "bad CLI override type": (lambda d, t: None, ["--train.batch_size", "eight"],
                               r"config key train\.batch_size: expected int"),
     "qlora without CUDA": (lambda d, t: None, ["--qlora"], r"--qlora \(model\.qlora\) needs a CUDA GPU"),

@@ -36,6 +36,9 @@ class LoraSection:
     alpha: int = 32
     dropout: float = 0.05
     target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])  #: or ["all-linear"]
+    #: adapters on the last N decoder layers only (null: every layer): the backward pass then stops at the lowest
+    #: adapted layer, so a step costs less
+    top_layers: int | None = None
 
 
 @dataclass
@@ -112,6 +115,7 @@ def check_values(cfg: TrainConfig) -> None:
     need(cfg.lora.alpha > 0, "lora.alpha", "must be > 0")
     need(0.0 <= cfg.lora.dropout < 1.0, "lora.dropout", "must be in [0, 1)")
     need(bool(cfg.lora.target_modules), "lora.target_modules", "name at least one module (or all-linear)")
+    need(cfg.lora.top_layers is None or cfg.lora.top_layers > 0, "lora.top_layers", "must be > 0 (or null: all)")
     q = cfg.quant_aware
     need(q.block_size >= 16 and q.block_size & (q.block_size - 1) == 0, "quant_aware.block_size",
          "must be a power of two >= 16 (onnxruntime's block quantizers)")

@@ -46,12 +46,22 @@ def load_base_model(cfg: TrainConfig, precision: str) -> Any:
     return prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.model.gradient_checkpointing)
 
 
-def lora_config(cfg: LoraSection) -> Any:
+def lora_config(cfg: LoraSection, model: Any) -> Any:
+    """PEFT's LoRA settings for ``model``; with ``top_layers``, on its last N decoder layers only (PEFT takes a
+    layer list only with named modules, so ``all-linear`` becomes the names of the layers' linear modules)."""
+    import torch
     from peft import LoraConfig
 
     targets: Any = "all-linear" if cfg.target_modules == ["all-linear"] else list(cfg.target_modules)
+    layers = None
+    if cfg.top_layers is not None:
+        n = model.config.num_hidden_layers
+        layers = list(range(max(n - cfg.top_layers, 0), n))
+        if targets == "all-linear":
+            targets = sorted({name.rsplit(".", 1)[-1] for layer in decoder_layers(model)
+                              for name, m in layer.named_modules() if isinstance(m, torch.nn.Linear)})
     return LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=targets,
-                      bias="none", task_type="CAUSAL_LM")
+                      layers_to_transform=layers, bias="none", task_type="CAUSAL_LM")
 
 
 def sft_config(cfg: TrainConfig, run_dir: Path, bf16: bool, fp16: bool, has_eval: bool) -> Any:
@@ -145,7 +155,7 @@ def build_trainer(prep: Prepared, args: Any, precision: str, callbacks: list[Any
         train_dataset=to_dataset(prep.train_encoded),
         eval_dataset=to_dataset(prep.eval_encoded) if prep.eval_encoded else None,
         processing_class=prep.tokenizer,
-        peft_config=lora_config(prep.config.lora),
+        peft_config=lora_config(prep.config.lora, model),
         callbacks=callbacks,
         shared_prefix=prep.config.train.shared_prefix,
     )
