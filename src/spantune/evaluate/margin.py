@@ -24,7 +24,7 @@ from spantune.postprocess import postprocess
 SWEEP_METRICS = ("exact_match", "edit_precision", "edit_recall", "noop_false_edit_rate")
 ALL = "(all)"
 #: The default grid: 0 to 2 nats per token by 0.025 (the benchmark's and ``spantune calibrate``'s); trained
-#: models calibrate to 0.25-0.35 (benchmarks/RESULTS.md, run 10).
+#: models calibrated to 0.275-0.45 (benchmarks/RESULTS.md, run 10).
 DEFAULT_MAX_MARGIN = 2.0
 DEFAULT_STEP = 0.025
 
