@@ -95,5 +95,5 @@ class NodeCorrector:
             pass  # the harness has exited: _answer says how
         o = self._answer()
         return Prediction(raw=o["raw"], result=PostResult(o["text"], o["overrun"], o["verbose"], o["fallback"]),
-                          latency_s=o["latency_ms"] / 1000, new_tokens=len(o["tokens"]), kept=o.get("kept"),
-                          **{k: o.get(k) for k in KEEP_SCORES[1:]})
+                          latency_s=o["latency_ms"] / 1000, new_tokens=len(o["tokens"]),
+                          **{k: o.get(k) for k in KEEP_SCORES})
