@@ -151,6 +151,24 @@ def test_fix_jsonl_with_huge_margin_keeps_and_records(exported: tuple[Path, Path
                           for d in scored)
 
 
+def test_fix_runs_an_export_like_the_model_it_came_from(exported: tuple[Path, Path], tmp_path: Path):
+    """``spantune fix --model onnx:EXPORT`` (any ``eval --system``) answers and decides as the PyTorch model."""
+    import json
+
+    from spantune.cli import main
+
+    data = tmp_path / "in.jsonl"
+    write_jsonl(data, e2e_examples())
+    outputs = []
+    for args in (["--model", str(exported[0]), "--device", "cpu"], ["--model", f"onnx:{exported[1]}", "--dtype", "fp32"]):
+        out = tmp_path / f"out{len(outputs)}.jsonl"
+        assert main(["fix", *args, "--jsonl", str(data), "--out", str(out), "--keep-margin", "0.5"]) == 0
+        outputs.append([json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()])
+    decisions = [[(d["prediction"], d.get("kept")) for d in rows] for rows in outputs]
+    assert decisions[0] == decisions[1]
+    assert any(kept is not None for _, kept in decisions[1])  # the export scored its edits too
+
+
 def test_torch_scores_on_the_decodes_cache_as_from_an_empty_one(exported: tuple[Path, Path]):
     """The PyTorch keep margin runs both replies on the decode's prompt cache; the logits equal a whole pass."""
     from spantune.infer.decode import greedy

@@ -35,8 +35,8 @@ AddParser = Callable[[argparse._SubParsersAction], argparse._SubParsersAction | 
 
 
 def _cmd_fix(args: argparse.Namespace) -> int:
+    from spantune.evaluate.systems import load_system
     from spantune.infer.keep import KEEP_MARGIN_UNIT, resolve_keep
-    from spantune.infer.torch_backend import TorchCorrector
     from spantune.schema import SpanExample, read_jsonl
 
     if args.jsonl is None and args.span is None:
@@ -45,7 +45,8 @@ def _cmd_fix(args: argparse.Namespace) -> int:
         raise SpantuneError("--jsonl needs --out")
     examples = None if args.jsonl is None else read_jsonl(args.jsonl, clip=args.clip)  # before the model loads
     keep, keep_from = resolve_keep(args.model, args.keep_margin)
-    corrector = TorchCorrector.load(args.model, device=args.device, max_new_tokens=args.max_new_tokens, keep=keep)
+    corrector = load_system(args.model, dtype=args.dtype, device=args.device, max_new_tokens=args.max_new_tokens,
+                            keep=keep).corrector
     # after loading, so that errors stay one line
     print(f"keep margin: {keep.margin:g} {KEEP_MARGIN_UNIT} ({keep_from})", file=sys.stderr)
     if examples is not None:
@@ -65,7 +66,9 @@ def _cmd_fix(args: argparse.Namespace) -> int:
 def add_fix(subparsers: argparse._SubParsersAction) -> None:
     """``spantune fix``: lives here because its library code (``infer/``) has no ``commands.py``."""
     fix = subparsers.add_parser("fix", help="correct one span (or a JSONL file of spans) with a model")
-    fix.add_argument("--model", default="embedded", help="hub id, local folder, training run folder, or 'embedded'")
+    fix.add_argument("--model", default="embedded",
+                     help="hub id, local folder, training run folder or 'embedded' (PyTorch); onnx:EXPORT_DIR "
+                          "(onnxruntime) or node:EXPORT_DIR (Transformers.js): any `spantune eval --system`")
     fix.add_argument("--before", default="", help="text before the span (clipped to 60 characters)")
     fix.add_argument("--span", help="the span to correct")
     fix.add_argument("--after", default="", help="text after the span (clipped to 60 characters)")
@@ -73,6 +76,7 @@ def add_fix(subparsers: argparse._SubParsersAction) -> None:
     fix.add_argument("--out", help="output JSONL for --jsonl")
     fix.add_argument("--clip", action="store_true", help="clip over-long contexts instead of rejecting them")
     fix.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    fix.add_argument("--dtype", help="as `spantune eval --dtype` (the exported file for onnx: and node:, q4 by default)")
     fix.add_argument("--max-new-tokens", type=int, default=32)
     fix.add_argument("--keep-margin", type=float, default=None, metavar="NATS_PER_TOKEN",
                      help="keep the span unless the model prefers its edit by this many nats per reply token (0 = "
