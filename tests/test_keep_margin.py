@@ -169,27 +169,39 @@ def test_fix_runs_an_export_like_the_model_it_came_from(exported: tuple[Path, Pa
     assert any(kept is not None for _, kept in decisions[1])  # the export scored its edits too
 
 
-def test_torch_scores_on_the_decodes_cache_as_from_an_empty_one(exported: tuple[Path, Path]):
-    """The PyTorch keep margin runs both replies on the decode's prompt cache; the logits equal a whole pass."""
-    from spantune.infer.decode import greedy
-    from spantune.infer.torch_backend import TorchCorrector, TorchStepper, scored_after
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_scores_on_the_decodes_cache_as_in_a_whole_pass(exported: tuple[Path, Path], backend: str):
+    """Both backends score the keep margin's replies on the decode's own cache, cut back to the prompt (onnxruntime:
+    after a decode from the prefix cache with copy drafts); the logits equal a whole pass."""
+    from functools import partial
+
+    from spantune.infer.decode import greedy, scored_after
+    from spantune.infer.onnx_backend import OnnxCorrector
+    from spantune.infer.torch_backend import TorchCorrector, TorchStepper, whole_pass
     from spantune.prompt import encode_prompt
 
-    corrector = TorchCorrector.load(str(exported[0]), device="cpu", dtype="fp32")
     ex = e2e_examples()[0]
-    prompt = encode_prompt(corrector.tokenizer, ex).prompt
-    decode = TorchStepper(corrector.model)
-    answer = greedy(decode, list(prompt), 8, corrector.stop_ids).tokens
+    if backend == "torch":
+        corrector = TorchCorrector.load(str(exported[0]), device="cpu", dtype="fp32")
+        prompt = encode_prompt(corrector.tokenizer, ex).prompt
+        decode, pending, source = TorchStepper(corrector.model), list(prompt), []
+        whole = partial(whole_pass, corrector.model)
+    else:
+        corrector = OnnxCorrector(exported[1], dtype="fp32")
+        prompt = encode_prompt(corrector.tokenizer, ex).prompt
+        decode, pending = corrector.decoder.start(prompt, corrector.prefix)
+        source = encode_prompt(corrector.tokenizer, dataclasses.replace(ex, span_out=ex.span_in), with_answer=True).reply
+        whole = corrector.whole_pass
+    answer = greedy(decode, pending, 8, corrector.stop_ids, draft_source=source).tokens
     seqs = scored_sequences(corrector.tokenizer, ex, answer)
     assert seqs.prompt_ids == prompt
     start = len(prompt) - 1
     for reply in (seqs.keep_reply, seqs.answer_reply, seqs.keep_reply):  # each call cuts the cache back again
         ids = prompt + reply
-        whole = TorchStepper(corrector.model).step(ids, len(ids), 0)[start:]
-        np.testing.assert_allclose(scored_after(decode, prompt, ids, start), whole, atol=1e-4)
+        np.testing.assert_allclose(scored_after(decode, prompt, ids, start, whole), whole(ids, start), atol=1e-4)
+        assert decode.cached() == len(ids)
     other = [prompt[0] + 1, *prompt[1:], *seqs.keep_reply]  # not the decode's prompt: a whole pass
-    np.testing.assert_array_equal(scored_after(decode, prompt, other, start),
-                                  TorchStepper(corrector.model).step(other, len(other), 0)[start:])
+    np.testing.assert_array_equal(scored_after(decode, prompt, other, start, whole), whole(other, start))
 
 
 def test_batched_greedy_answers_like_one_span_at_a_time(exported: tuple[Path, Path]):

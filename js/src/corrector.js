@@ -400,15 +400,21 @@ export async function createSpanCorrector({
    * cache when it covers the prompt; each pass feeds the pending token and up to 8 copy-draft guesses from
    * `draftSource` (span_in as the reply), takes greedy's tokens until a guess differs from greedy's token (taken
    * too), then cuts the cache back to the inputs taken. Stops at an end id, once settled, or at the token limit;
-   * `stream` gets the tokens as they come.
+   * `stream` gets the tokens as they come. With `keepCache` the decode's KV cache comes back as `cache` (which
+   * holds at least the prompt) for scoreAfter, and the caller releases it.
    */
-  async function greedy(promptIds, { draftSource = [], stream } = {}) {
+  async function greedy(promptIds, { draftSource = [], stream, keepCache = false } = {}) {
     const cached = prefix !== null && coversPrefix(prefix.ids, promptIds);
     let past = cached ? prefix.past : null;
     let length = cached ? prefix.ids.length : 0;
     let pending = cached ? promptIds.slice(length) : promptIds;
     const tokens = [];
     let passes = 0;
+    let handedOver = false;
+    const done = () => {
+      handedOver = keepCache;
+      return keepCache ? { tokens, passes, cache: past } : { tokens, passes };
+    };
     try {
       while (tokens.length < limit) {
         const draft = drafting ? copyDraft(draftSource, tokens, Math.min(8, limit - tokens.length - 1)) : [];
@@ -419,11 +425,11 @@ export async function createSpanCorrector({
         length += pending.length;
         for (let i = 0; i <= draft.length; i++) {
           const token = argmax(logits.subarray(i * vocab, (i + 1) * vocab));
-          if (stopIds.includes(token)) return { tokens, passes };
+          if (stopIds.includes(token)) return done();
           tokens.push(token);
           stream?.put(tokens);
           if (settled(tokenizer.decode(tokens, { skip_special_tokens: true })) || tokens.length === limit) {
-            return { tokens, passes };
+            return done();
           }
           if (token !== draft[i]) break;
           length += 1;
@@ -433,9 +439,9 @@ export async function createSpanCorrector({
         }
         pending = [tokens.at(-1)];
       }
-      return { tokens, passes };
+      return done();
     } finally {
-      if (past !== prefix?.past) await release(past);
+      if (!handedOver && past !== prefix?.past) await release(past);
     }
   }
 
@@ -444,13 +450,18 @@ export async function createSpanCorrector({
     const encoded = encodePrompt(tokenizer, { ...example, span_out: example.span_in }, { withAnswer: drafting });
     const promptIds = encoded.prompt;
     const stream = onText ? textStream(tokenizer, onText) : undefined;
-    const { tokens, passes } = await greedy(promptIds, { draftSource: encoded.reply, stream });
-    stream?.end(tokens);
-    const raw = tokenizer.decode(tokens, { skip_special_tokens: true });
-    const answer = { ...postProcess(raw, example.span_in), raw, tokens, passes };
-    const scored = (keepMargin > 0 || scoreKeep) && answer.text !== example.span_in;
-    const result = scored ? await withKeepMargin(answer, example, promptIds) : answer;
-    return { ...result, latencyMs: performance.now() - t0 };
+    const scoring = keepMargin > 0 || scoreKeep;
+    const { tokens, passes, cache } = await greedy(promptIds, { draftSource: encoded.reply, stream, keepCache: scoring });
+    try {
+      stream?.end(tokens);
+      const raw = tokenizer.decode(tokens, { skip_special_tokens: true });
+      const answer = { ...postProcess(raw, example.span_in), raw, tokens, passes };
+      const scored = scoring && answer.text !== example.span_in;
+      const result = scored ? await withKeepMargin(answer, example, promptIds, cache) : answer;
+      return { ...result, latencyMs: performance.now() - t0 };
+    } finally {
+      if (cache && cache !== prefix?.past) await release(cache);
+    }
   }
 
   /**
@@ -471,13 +482,33 @@ export async function createSpanCorrector({
     data.set(logits, prefix.logits.length);
     return { data: data.subarray(data.length - rows * vocab), vocab };
   }
-  /** The answer scored against keeping the span, and replaced by span_in when keepsSpan says so. */
-  async function withKeepMargin(answer, example, promptIds) {
+  /**
+   * Logits of `ids` from position `start` (flat [(ids.length - start) × vocab] floats) and vocab, run on a decode's
+   * KV cache `cache` cut back to `start` tokens of its prompt, so a scored reply costs its few tokens, not a whole
+   * prompt (Python: spantune.infer.decode.scored_after); a whole pass (forward) when `ids` does not start with that
+   * prompt, the cache does not hold it, or it lives on the GPU (WebGPU: it cannot be cut back).
+   */
+  async function scoreAfter(cache, promptIds, ids, start) {
+    const held = cache ? Object.values(cache)[0] : null;
+    if (!held || held.location === 'gpu-buffer' || start > Math.min(promptIds.length, held.dims.at(-2))
+        || ids.slice(0, start).some((id, i) => id !== promptIds[i])) {
+      return forward(ids, ids.length - start);
+    }
+    const past = Object.fromEntries(Object.entries(cache).map(([name, t]) => [name, t.slice(null, null, [0, start], null)]));
+    const { logits, vocab, present } = await run(ids.slice(start), start, past, 0);
+    await release(present);
+    return { data: logits, vocab };
+  }
+
+  /** The answer scored against keeping the span (on the decode's `cache`), and replaced by span_in when keepsSpan
+   * says so. */
+  async function withKeepMargin(answer, example, promptIds, cache) {
     const keepReply = keepReplyIds(tokenizer, example);
+    const start = promptIds.length - 1; // the rows that predict the reply, from the prompt's last token
     const logprob = async (reply) => {
       const ids = [...promptIds, ...reply];
-      const { data, vocab } = await forward(ids, reply.length + 1); // the rows that predict the reply, and one
-      return replyLogprob(data, vocab, ids.slice(promptIds.length - 1), 1);
+      const { data, vocab } = await scoreAfter(cache, promptIds, ids, start);
+      return replyLogprob(data, vocab, ids.slice(start), 1);
     };
     const answerReply = [...answer.tokens, keepReply.at(-1)];
     const keepLogprob = await logprob(keepReply);

@@ -73,6 +73,26 @@ class Stepper(Protocol):
         and cache them; return float32 logits of the last ``rows`` inputs (row i predicts the token after it)."""
         ...
 
+    def cached(self) -> int:
+        """How many inputs the cache holds."""
+        ...
+
+    def crop(self, length: int) -> None:
+        """Keep the first ``length`` cached inputs only."""
+        ...
+
+
+def scored_after(stepper: Stepper, prompt: Sequence[int], ids: list[int], start: int,
+                 whole: Callable[[list[int], int], np.ndarray]) -> np.ndarray:
+    """The keep margin's forward pass (:data:`spantune.infer.keep.Forward`: logits of ``ids`` from position
+    ``start``) on the decode's own cache cut back to ``start`` tokens of its prompt, so each scored reply costs its
+    few tokens instead of a whole prompt; ``whole(ids, start)`` (a pass from an empty or prefix cache) when ``ids``
+    does not start with that prompt or the cache does not hold it."""
+    if start > min(len(prompt), stepper.cached()) or list(ids[:start]) != list(prompt[:start]):
+        return whole(ids, start)
+    stepper.crop(start)
+    return stepper.step(ids[start:], len(ids) - start, 0)
+
 
 def copy_draft(source: Sequence[int], generated: Sequence[int], limit: int, max_ngram: int = 3) -> list[int]:
     """Up to ``limit`` guessed next tokens, copied from ``source`` (``span_in`` as the reply): its start while

@@ -15,6 +15,9 @@ cache; plain decoding (no prefix, no draft source) is the whole prompt in one st
 * **copy draft**: the answer is usually ``span_in`` or close to it, so the next tokens are guessed from
   ``span_in``'s reply tokens (prompt-lookup decoding) and checked in one forward pass; greedy's own tokens are
   kept up to the first wrong guess, plus greedy's token there.
+
+The keep margin scores both replies on the decode's own cache cut back to the prompt
+(:func:`~spantune.infer.decode.scored_after`, as PyTorch does): a few tokens a reply instead of a whole prompt.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import json
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +35,7 @@ import numpy as np
 
 from spantune.errors import SpantuneError
 from spantune.infer.base import Prediction
-from spantune.infer.decode import Greedy, greedy, settled_by, stop_token_ids
+from spantune.infer.decode import Greedy, greedy, scored_after, settled_by, stop_token_ids
 from spantune.infer.keep import KeepMargin
 from spantune.postprocess import postprocess
 from spantune.prompt import encode_prompt
@@ -172,12 +176,16 @@ class OnnxDecoder:
                prefix: PrefixCache | None = None, draft_source: Sequence[int] = (), draft_len: int = 8) -> Greedy:
         """:func:`spantune.infer.decode.greedy` from ``prefix``'s cache when it covers ``prompt_ids``, else from an
         empty cache (its arguments: the same meaning)."""
-        if prefix is not None and prefix.covers(prompt_ids):
-            stepper, pending = OnnxStepper(self, prefix.past, len(prefix.ids)), list(prompt_ids[len(prefix.ids):])
-        else:
-            stepper, pending = OnnxStepper(self, self.empty_past(), 0), list(prompt_ids)
+        stepper, pending = self.start(prompt_ids, prefix)
         return greedy(stepper, pending, max_new_tokens, stop_ids, keep_logits=keep_logits, until=until,
                       draft_source=draft_source, draft_len=draft_len)
+
+    def start(self, prompt_ids: Sequence[int], prefix: PrefixCache | None = None) -> tuple[OnnxStepper, list[int]]:
+        """A decode's stepper, from ``prefix``'s cache when it covers ``prompt_ids`` (else empty), and the prompt
+        ids it has still to run."""
+        if prefix is not None and prefix.covers(prompt_ids):
+            return OnnxStepper(self, prefix.past, len(prefix.ids)), list(prompt_ids[len(prefix.ids):])
+        return OnnxStepper(self, self.empty_past(), 0), list(prompt_ids)
 
 
 class OnnxStepper:
@@ -189,10 +197,16 @@ class OnnxStepper:
         self.past = past
         self.length = length
 
+    def cached(self) -> int:
+        return self.length
+
+    def crop(self, length: int) -> None:
+        self.length = length
+        self.past = {name: np.ascontiguousarray(kv[:, :, :length]) for name, kv in self.past.items()}
+
     def step(self, ids: list[int], rows: int, drop: int) -> np.ndarray:
         if drop:  # wrong guesses: drop their keys and values
-            self.length -= drop
-            self.past = {name: np.ascontiguousarray(kv[:, :, :self.length]) for name, kv in self.past.items()}
+            self.crop(self.length - drop)
         logits, self.past = self.decoder.run(ids, self.length, self.past, rows)
         self.length += len(ids)
         return logits
@@ -209,7 +223,7 @@ def stop_ids_from_folder(model_dir: Path, tokenizer: Any) -> list[int]:
 
 class OnnxCorrector:
     """The :class:`~spantune.infer.base.Corrector` for an exported folder (``--system onnx:DIR``); ``keep``
-    is the keep margin (off by default), scored with one forward pass per reply. ``prefix_cache`` and
+    is the keep margin (off by default), scored with one short pass per reply. ``prefix_cache`` and
     ``copy_draft`` (both on: same answers, fewer and shorter passes) are the speed-ups of the module docstring."""
 
     def __init__(self, model_dir: str | Path, dtype: str = "q4", max_new_tokens: int = 32,
@@ -242,20 +256,22 @@ class OnnxCorrector:
         ids = encode_prompt(self.tokenizer, dataclasses.replace(example, span_out=example.span_in), with_answer=True)
         return ids.prompt, ids.reply
 
-    def _forward(self, ids: list[int], start: int) -> np.ndarray:
-        # keep-margin scoring: prompt + reply, from the prefix cache when it covers them
+    def whole_pass(self, ids: list[int], start: int) -> np.ndarray:
+        """Logits of ``ids`` from position ``start`` in one pass from the prefix cache when it covers them."""
         return self.decoder.logits(ids, self.prefix, rows=len(ids) - start)
 
     def correct_greedy(self, example: SpanExample, keep_logits: bool = False) -> tuple[Prediction, Greedy]:
         """The prediction and the decode behind it (token ids, and each step's logits if asked)."""
         t0 = time.perf_counter()
         prompt_ids, draft_source = self._encode(example)
-        out = self.decoder.greedy(prompt_ids, self.max_new_tokens, self.stop_ids, keep_logits, until=self.settled,
-                                  prefix=self.prefix, draft_source=draft_source)
+        stepper, pending = self.decoder.start(prompt_ids, self.prefix)
+        out = greedy(stepper, pending, self.max_new_tokens, self.stop_ids, keep_logits=keep_logits, until=self.settled,
+                     draft_source=draft_source)
         raw = self.tokenizer.decode(out.tokens, skip_special_tokens=True)
         pred = Prediction(raw=raw, result=postprocess(raw, example.span_in), latency_s=0.0,
                           new_tokens=len(out.tokens))
-        pred = self.keep.apply(pred, example, out.tokens, self.tokenizer, self._forward)
+        pred = self.keep.apply(pred, example, out.tokens, self.tokenizer,
+                               partial(scored_after, stepper, prompt_ids, whole=self.whole_pass))
         return dataclasses.replace(pred, latency_s=time.perf_counter() - t0), out
 
     def correct(self, example: SpanExample) -> Prediction:

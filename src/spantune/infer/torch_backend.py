@@ -13,7 +13,7 @@ import numpy as np
 
 from spantune.errors import SpantuneError
 from spantune.infer.base import Prediction
-from spantune.infer.decode import Greedy, greedy, settled_by, stop_token_ids
+from spantune.infer.decode import Greedy, greedy, scored_after, settled_by, stop_token_ids
 from spantune.infer.keep import KeepMargin
 from spantune.postprocess import postprocess
 from spantune.prompt import encode_prompt
@@ -29,11 +29,17 @@ class TorchStepper:
         self.model = model
         self.cache: Any = None  # the model creates its own cache type on the first step
 
+    def cached(self) -> int:
+        return 0 if self.cache is None else self.cache.get_seq_length()
+
+    def crop(self, length: int) -> None:
+        self.cache.crop(length)
+
     def step(self, ids: list[int], rows: int, drop: int) -> np.ndarray:
         import torch
 
         if drop:
-            self.cache.crop(self.cache.get_seq_length() - drop)
+            self.crop(self.cached() - drop)
         with torch.inference_mode():
             out = self.model(input_ids=torch.tensor([ids], device=self.model.device), past_key_values=self.cache,
                              use_cache=True, logits_to_keep=rows)
@@ -92,7 +98,7 @@ class TorchCorrector:
         decode = TorchStepper(self.model)
         ids = greedy(decode, list(prompt), self.max_new_tokens, self.stop_ids, until=self.settled).tokens
         pred = self.keep.apply(self._prediction(example, ids), example, ids, self.tokenizer,
-                               partial(scored_after, decode, prompt))
+                               partial(scored_after, decode, prompt, whole=partial(whole_pass, self.model)))
         return dataclasses.replace(pred, latency_s=time.perf_counter() - t0)
 
 
@@ -128,11 +134,7 @@ def batched_greedy(model: Any, prompts: Sequence[list[int]], max_new_tokens: int
     return replies
 
 
-def scored_after(decode: TorchStepper, prompt: list[int], ids: list[int], start: int) -> np.ndarray:
-    """The keep margin's forward pass (:data:`spantune.infer.keep.Forward`) on the decode's own cache, cut back to
-    ``start`` tokens of its prompt: both scored replies cost their few tokens instead of a whole prompt each.
-    From an empty cache when ``ids`` does not start with that prompt."""
-    if start > len(prompt) or ids[:start] != prompt[:start]:
-        return TorchStepper(decode.model).step(ids, len(ids), 0)[start:]
-    decode.cache.crop(start)
-    return decode.step(ids[start:], len(ids) - start, 0)
+def whole_pass(model: Any, ids: list[int], start: int) -> np.ndarray:
+    """Logits of ``ids`` from position ``start``, from an empty cache (:func:`~spantune.infer.decode.scored_after`'s
+    fallback)."""
+    return TorchStepper(model).step(ids, len(ids), 0)[start:]
