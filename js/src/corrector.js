@@ -460,7 +460,7 @@ export async function createSpanCorrector({
       const result = scored ? await withKeepMargin(answer, example, promptIds, cache) : answer;
       return { ...result, latencyMs: performance.now() - t0 };
     } finally {
-      if (cache && cache !== prefix?.past) await release(cache);
+      await release(cache);
     }
   }
 
