@@ -4,7 +4,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { MODEL, expectedRows } from '../scripts/test-artifacts.mjs';
-import { createSpanCorrector, encodePrompt, renderPrompt } from '../src/corrector.js';
+import { createSpanCorrector } from '../src/corrector.js';
+import { encodePrompt, renderPrompt } from '../src/encode.js';
 
 const rows = expectedRows();
 

@@ -10,7 +10,8 @@ import { fileURLToPath } from 'node:url';
 import { Tensor } from '@huggingface/transformers';
 
 import { MODEL, expectedRows } from '../scripts/test-artifacts.mjs';
-import { copyDraft, coversPrefix, createSpanCorrector, defaultDtype, encodePrompt, withQuantConfig } from '../src/corrector.js';
+import { copyDraft, coversPrefix, createSpanCorrector, defaultDtype, withQuantConfig } from '../src/corrector.js';
+import { encodePrompt } from '../src/encode.js';
 
 const GOLDEN = fileURLToPath(new URL('../../fixtures/span_eval.jsonl', import.meta.url));
 const venvPython = fileURLToPath(new URL('../../.venv/bin/python', import.meta.url));

@@ -7,7 +7,8 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 import { MODEL, expectedRows } from '../scripts/test-artifacts.mjs';
-import { createSpanCorrector, editPreference, keepReplyIds, keepsSpan, replyLogprob } from '../src/corrector.js';
+import { createSpanCorrector } from '../src/corrector.js';
+import { editPreference, keepReplyIds, keepsSpan, replyLogprob } from '../src/keep.js';
 
 const venvPython = fileURLToPath(new URL('../../.venv/bin/python', import.meta.url));
 const PYTHON = process.env.SPANTUNE_PYTHON || (existsSync(venvPython) ? venvPython : 'python3');

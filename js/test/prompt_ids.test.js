@@ -11,7 +11,9 @@ import { fileURLToPath } from 'node:url';
 
 import { AutoTokenizer } from '@huggingface/transformers';
 
-import { encodePrompt, keepReplyIds, renderPrompt, useLocalFolder } from '../src/corrector.js';
+import { useLocalFolder } from '../src/corrector.js';
+import { encodePrompt, renderPrompt } from '../src/encode.js';
+import { keepReplyIds } from '../src/keep.js';
 
 const venvPython = fileURLToPath(new URL('../../.venv/bin/python', import.meta.url));
 const PYTHON = process.env.SPANTUNE_PYTHON || (existsSync(venvPython) ? venvPython : 'python3');

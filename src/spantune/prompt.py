@@ -276,7 +276,7 @@ def _frames(tokenizer: Any, template: str) -> tuple[str, str]:
 
 
 def encode_prompt(tokenizer: Any, example: SpanFields, with_answer: bool = False) -> PromptIds:
-    """The one prompt encoder (inference, training, keep margin, export parity; js/src/corrector.js's
+    """The one prompt encoder (inference, training, keep margin, export parity; js/src/encode.js's
     ``encodePrompt``): the template is rendered with stand-ins for the message contents, so only its own
     markers become special tokens, and then each content is spliced in as plain text. ``with_answer`` adds
     the reply: ``span_out`` and what the template writes after it, encoded apart from the prompt as a

@@ -5,9 +5,9 @@ under the same prompt — teacher-forced, summed log-probabilities of the reply 
 token — turns that into a precision knob, like GECToR's confidence bias. The margin is per reply token
 (:func:`edit_preference`): a whole-reply margin asks a six-token rewrite and a one-token fix for the same
 number of nats, and calibrated the same way it scored lower real-dev exact match on all three models measured
-(benchmarks/RESULTS.md, run 10). Every backend (PyTorch, onnxruntime, ``js/src/corrector.js``) builds
-the same two token sequences with :func:`scored_sequences`'s rules and decides with :func:`keeps_span`; only the
-forward pass differs.
+(benchmarks/RESULTS.md, run 10). Every backend (PyTorch, onnxruntime, ``js/src/keep.js``) builds the same two
+token sequences with :func:`scored_sequences`'s rules and decides with :func:`keeps_span`; only the forward pass
+differs.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def scored_sequences(tokenizer: Any, example: SpanExample, answer_ids: Sequence[
 
 def reply_logprob(logits: np.ndarray, ids: Sequence[int], prompt_len: int) -> float:
     """Sum over the reply tokens ``ids[prompt_len:]`` of their log-softmax under the previous position's
-    logits, in float64 (the formula of js/src/corrector.js's ``replyLogprob``)."""
+    logits, in float64 (the formula of js/src/keep.js's ``replyLogprob``)."""
     rows = np.asarray(logits[prompt_len - 1:len(ids) - 1], dtype=np.float64)
     top = rows.max(axis=1)
     log_norm = top + np.log(np.exp(rows - top[:, None]).sum(axis=1))
