@@ -25,6 +25,13 @@ except BaseException:
 interrupts.check()
 """
 
+_HELD = """
+with interrupts.deferred("the native call"):
+    os.kill(os.getpid(), signal.SIGTERM)
+    sum(range(1000))  # the handler has run here: without the hold, the interrupt would be raised now
+    print("held", flush=True)
+"""
+
 
 def _outcome(body: str) -> str:
     """What a process with spantune's handlers prints when ``body`` runs: "interrupted" or "lost"."""
@@ -41,6 +48,11 @@ def test_sigterm_inside_a_finaliser_still_interrupts() -> None:
 
 def test_a_swallowed_interrupt_is_raised_again_at_the_next_check() -> None:
     assert _outcome(_SWALLOWED) == "interrupted"
+
+
+def test_a_held_interrupt_waits_for_the_native_call_then_stops() -> None:
+    """CI once saw SIGTERM unwind through torch's ONNX tracer: the process died of SIGSEGV, not exit 130."""
+    assert _outcome(_HELD) == "held\ninterrupted"
 
 
 def test_no_check_raises_without_a_signal() -> None:

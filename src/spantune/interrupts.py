@@ -3,7 +3,9 @@
 A signal raises ``KeyboardInterrupt`` wherever Python happens to be. Two places can lose it: a finaliser
 (``__del__``: Python prints and drops the exception) and library code that swallows exceptions it should not.
 So the handler also records the request, finalisers get it re-sent, and long jobs call :func:`check` at their
-step boundaries, which raises it again if it was lost on the way.
+step boundaries, which raises it again if it was lost on the way. A third place must not get it at all: native
+code that calls back into Python (torch's ONNX tracer) can crash the process (SIGSEGV) when an exception unwinds
+through it, so :func:`deferred` holds the signal until such a call returns.
 """
 
 from __future__ import annotations
@@ -12,13 +14,20 @@ import _thread
 import signal
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 _requested = threading.Event()
+_holding: str | None = None  #: what :func:`deferred` is waiting for, while it waits
 
 
 def _interrupt(signum: int, frame: object) -> None:
     """SIGTERM (``kill``, a job scheduler, a CI timeout) takes the Ctrl-C path."""
     _requested.set()
+    if _holding is not None:
+        print(f"spantune: stopping once {_holding} returns (it cannot be interrupted safely)",
+              file=sys.stderr, flush=True)
+        return
     raise KeyboardInterrupt
 
 
@@ -26,6 +35,19 @@ def check() -> None:
     """Raise the interrupt at a safe point if a signal arrived and something swallowed it."""
     if _requested.is_set():
         raise KeyboardInterrupt
+
+
+@contextmanager
+def deferred(what: str) -> Iterator[None]:
+    """Hold SIGTERM and Ctrl-C while ``what`` runs, then stop if one arrived: for native calls that crash when an
+    exception unwinds through them."""
+    global _holding
+    _holding = what
+    try:
+        yield
+    finally:
+        _holding = None
+    check()
 
 
 def _resend_swallowed_interrupt(unraisable: sys.UnraisableHookArgs) -> None:

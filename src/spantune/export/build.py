@@ -105,7 +105,8 @@ def export_model(opts: ExportOptions) -> dict[str, Any]:
         with steps.step("saving merged safetensors, config and tokenizer"):
             save_merged(model, tokenizer, gen, tmp)
         with steps.step("exporting the decoder to ONNX (optimum-onnx, text-generation-with-past)"):
-            export_decoder(tmp, tmp, opset=opts.opset)
+            with interrupts.deferred("the ONNX export"):
+                export_decoder(tmp, tmp, opset=opts.opset)
         for dtype in opts.dtypes[1:]:
             with steps.step(f"building {onnx_file(tmp, dtype).name} ({dtype})"):
                 build_dtype(tmp, dtype, opts.quant)
