@@ -89,7 +89,8 @@ def write_report(run_dir: Path, model: str, steps: list[tuple[str, str, float]],
     t = trained.result
     lines += ["## Training", "", f"- run folder: `{t['run_dir']}` (model card: `{t['run_dir']}/README.md`)",
               f"- steps: {t.get('global_step')}, runtime {duration(t.get('train_runtime_s') or 0)}, "
-              f"{t.get('tokens_per_s')} tokens/s, last loss {t.get('last_loss')}",
+              f"{t.get('tokens_per_s')} tokens/s, last loss {t.get('last_loss')}"
+              + (f", stopped by {t['stopped_by']}" if t.get("stopped_by") else ""),
               f"- best checkpoint: {t.get('best')}"]
     if "keep_margin" in t:
         lines.append(f"- keep margin: {t['keep_margin']:g} {KEEP_MARGIN_UNIT}, calibrated to leave "

@@ -137,23 +137,75 @@ class MetricsLog(TrainerCallback):
             self._append(state, dict(metrics))
 
 
+#: The fitted end of a schedule, kept in each checkpoint so a resumed run goes on along the same curve.
+SCHEDULE_END_FILE = "schedule_end.json"
+
+
+def fit_schedule(scheduler: Any, end: int) -> bool:
+    """Make a length-dependent learning-rate schedule (cosine, linear, ...) end at step ``end``; False where the
+    schedule does not depend on its length (constant). The rate of the coming step is set at once."""
+    import functools
+
+    sched = getattr(scheduler, "scheduler", scheduler)  # accelerate wraps it
+    lambdas = getattr(sched, "lr_lambdas", None)
+    if not lambdas or not all(isinstance(f, functools.partial) and "num_training_steps" in f.keywords
+                              for f in lambdas):
+        return False
+    sched.lr_lambdas = [functools.partial(f.func, *f.args, **{**f.keywords, "num_training_steps": end})
+                        for f in lambdas]
+    sched._last_lr = [base * f(sched.last_epoch) for base, f in zip(sched.base_lrs, sched.lr_lambdas)]
+    for group, lr in zip(sched.optimizer.param_groups, sched._last_lr):
+        group["lr"] = lr
+    return True
+
+
 class GracefulStop(TrainerCallback):
     """Stop at the end of a step, with a checkpoint, on Ctrl-C or when the time budget is spent.
 
-    The time budget also triggers a last evaluation, so the best-checkpoint choice sees the final
-    weights; Ctrl-C only saves. Under DDP the ranks agree (max over ranks) before acting.
+    With a time budget, the learning-rate schedule is fitted to it: from the measured cost of a step and of
+    an evaluation, the run predicts how many steps fit before ``deadline`` (one last evaluation included) and,
+    if fewer than ``max_steps``, moves the schedule's end there, so a slower machine trains a shorter run that
+    still anneals instead of one cut off at a high learning rate. The end only ever moves earlier; on a
+    machine fast enough for every step nothing changes. The time budget (the fitted end or the deadline) also
+    triggers a last evaluation, so the best-checkpoint choice sees the final weights; Ctrl-C only saves. Under
+    DDP the ranks agree (max over ranks for flags, min for the end) before acting.
     """
 
-    def __init__(self, deadline: float | None) -> None:
+    FIT_EVERY = 10  #: steps between predictions
+    SKIP = 5  #: first timed steps left out (compilation, warm caches)
+    WINDOW = 100  #: latest steps whose median cost predicts the rest
+
+    def __init__(self, deadline: float | None, clock: Any = time.time, end: int | None = None) -> None:
         self.deadline = deadline
+        self.clock = clock
+        self.end = end  #: the fitted last step (None: the configured max_steps)
         self.interrupted = False
         self.out_of_time = False
+        self.step_costs: list[float] = []  #: seconds per training step, evaluations left out
+        self.pause = 0.0  #: the longest time between two steps so far (an evaluation and its checkpoint)
+        self._began: float | None = None
+        self._ended: float | None = None
 
     def request_interrupt(self) -> None:
         self.interrupted = True
 
-    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        late = self.deadline is not None and time.time() >= self.deadline
+    def on_train_begin(self, args: Any, state: Any, control: Any, lr_scheduler: Any = None, **kwargs: Any) -> None:
+        if self.end is not None and lr_scheduler is not None:
+            fit_schedule(lr_scheduler, self.end)
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._began = self.clock()
+        if self._ended is not None:
+            self.pause = max(self.pause, self._began - self._ended)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, lr_scheduler: Any = None, **kwargs: Any) -> None:
+        self._ended = self.clock()
+        if self._began is not None:
+            self.step_costs.append(self._ended - self._began)
+        if self.deadline is not None and state.global_step % self.FIT_EVERY == 0:
+            self._fit(args, state, lr_scheduler)
+        late = self.deadline is not None and (self.clock() >= self.deadline
+                                              or (self.end is not None and state.global_step >= self.end))
         interrupted, late = self._agree(self.interrupted, late)
         if interrupted:
             self.interrupted = True
@@ -164,6 +216,60 @@ class GracefulStop(TrainerCallback):
             control.should_save = True
             control.should_evaluate = args.eval_strategy != "no"
             control.should_training_stop = True
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.end is not None and _dist()[0] == 0:
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if folder.is_dir():
+                (folder / SCHEDULE_END_FILE).write_text(json.dumps({"end": self.end}) + "\n", encoding="utf-8")
+
+    def predict_end(self, step: int, max_steps: int, eval_every: int | None) -> int | None:
+        """The last step that fits before the deadline at the measured costs; None if every step fits or too
+        few steps have been timed."""
+        timed = self.step_costs[self.SKIP:]
+        if self.deadline is None or len(timed) < self.FIT_EVERY:
+            return None
+        window = sorted(timed[-self.WINDOW:])
+        per_step = window[len(window) // 2]
+        left = self.deadline - self.clock()
+
+        def cost(n: int) -> float:  # n more steps, the evaluations among them and the last one
+            evals = 1 + (((step + n - 1) // eval_every - step // eval_every) if eval_every else 0)
+            return n * per_step + evals * self.pause
+
+        if cost(max_steps - step) <= left:
+            return None
+        low, high = 0, max_steps - step  # the most steps whose cost fits
+        while low < high:
+            mid = (low + high + 1) // 2
+            low, high = (mid, high) if cost(mid) <= left else (low, mid - 1)
+        return step + low
+
+    def _fit(self, args: Any, state: Any, lr_scheduler: Any) -> None:
+        eval_every = state.eval_steps if args.eval_strategy != "no" and state.eval_steps else None
+        end = self.predict_end(state.global_step, state.max_steps, eval_every)
+        end = self._agree_min(end if end is not None else state.max_steps)
+        if end >= (self.end or state.max_steps):
+            return
+        told = self.end
+        self.end = end
+        rescaled = lr_scheduler is not None and fit_schedule(lr_scheduler, end)
+        if (told is None or told - end >= state.max_steps // 50) and _dist()[0] == 0:
+            print(f"\ntime budget (train.max_minutes): {state.max_steps:,} steps would not fit; training ends at step "
+                  f"{end:,}" + (" and its learning-rate schedule with it" if rescaled else ""), flush=True)
+
+    @staticmethod
+    def _agree_min(value: int) -> int:
+        if _dist()[1] == 1:
+            return value
+        import torch
+        import torch.distributed as dist
+
+        t = torch.tensor([value])
+        if dist.get_backend() == "nccl":
+            t = t.cuda()
+        dist.all_reduce(t, op=dist.ReduceOp.MIN)
+        return int(t.item())
 
     @staticmethod
     def _agree(*flags: bool) -> tuple[bool, ...]:
@@ -199,11 +305,15 @@ def sigint_saves(stopper: GracefulStop) -> Iterator[None]:
 
 
 class QuantAwareStart(TrainerCallback):
-    """Switch quant-aware training on at ``start_step`` (also when a resumed run is already past it)."""
+    """Switch quant-aware training on at ``start_step`` (also when a resumed run is already past it), or as many steps
+    before a schedule end fitted to the time budget."""
 
-    def __init__(self, grid: Any, start_step: int) -> None:
-        self.grid, self.start_step = grid, start_step
+    def __init__(self, grid: Any, start_step: int, stopper: GracefulStop | None = None) -> None:
+        self.grid, self.start_step, self.stopper = grid, start_step, stopper
 
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if state.global_step >= self.start_step:
+        start = self.start_step
+        if self.stopper is not None and self.stopper.end is not None:  # as many steps before the fitted end
+            start -= state.max_steps - self.stopper.end
+        if state.global_step >= start:
             self.grid.enable()

@@ -60,7 +60,7 @@ class TrainSection:
     weight_decay: float = 0.0
     epochs: float = 3.0
     max_steps: int = -1  #: > 0 overrides epochs
-    max_minutes: float | None = None  #: wall-clock budget from process start; stops with a checkpoint
+    max_minutes: float | None = None  #: wall-clock budget from process start: the schedule is fitted to it
     batch_size: int = 8
     grad_accum: int = 1
     max_length: int = 512

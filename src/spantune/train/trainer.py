@@ -165,10 +165,11 @@ def build_trainer(prep: Prepared, args: Any, precision: str, callbacks: list[Any
         compile_layers(trainer.model)
     qa = prep.config.quant_aware
     if qa.enabled:
-        from spantune.train.callbacks import QuantAwareStart
+        from spantune.train.callbacks import GracefulStop, QuantAwareStart
         from spantune.train.quant_aware import Grid
 
-        trainer.add_callback(QuantAwareStart(Grid(trainer.model, qa.block_size), qa.start_step))
+        stopper = next((c for c in callbacks or [] if isinstance(c, GracefulStop)), None)
+        trainer.add_callback(QuantAwareStart(Grid(trainer.model, qa.block_size), qa.start_step, stopper))
     return trainer
 
 
@@ -183,7 +184,7 @@ def run_training(prep: Prepared, started: float) -> dict[str, Any]:
     from spantune.config import to_dict
     from spantune.io import atomic_write
     from spantune.runinfo import write_run_info
-    from spantune.train.callbacks import GenerationEval, GracefulStop, MetricsLog, sigint_saves
+    from spantune.train.callbacks import SCHEDULE_END_FILE, GenerationEval, GracefulStop, MetricsLog, sigint_saves
     from spantune.train.report import model_card, plot_curves, read_metrics
 
     datasets.disable_progress_bars()  # TRL's per-split map bars; the training bar stays
@@ -213,7 +214,8 @@ def run_training(prep: Prepared, started: float) -> dict[str, Any]:
     state.wait_for_everyone()
 
     deadline = started + 60 * cfg.train.max_minutes if cfg.train.max_minutes else None
-    stopper = GracefulStop(deadline)
+    fitted = Path(prep.resume_from) / SCHEDULE_END_FILE if prep.resume_from else None
+    stopper = GracefulStop(deadline, end=json.loads(fitted.read_text())["end"] if fitted and fitted.is_file() else None)
     fsdp = state.distributed_type == DistributedType.FSDP
     callbacks: list[Any] = [
         GenerationEval(prep.eval_sample, prep.tokenizer, cfg.eval.max_new_tokens, cfg.eval.batch_size,
@@ -253,7 +255,8 @@ def run_training(prep: Prepared, started: float) -> dict[str, Any]:
             train_runtime_s=output.metrics.get("train_runtime", 0.0), best=best, run_dir=str(run_dir),
             tokens_per_s=round(sum(speeds) / len(speeds), 1) if speeds else None,
             last_loss=round(losses[-1], 4) if losses else None,
-            stopped_by=("time budget (train.max_minutes)" if stopper.out_of_time
+            stopped_by=((f"time budget (train.max_minutes; schedule fitted to end at step {stopper.end})"
+                         if stopper.end is not None else "time budget (train.max_minutes)") if stopper.out_of_time
                         else "early stopping (eval.patience)" if st.global_step < st.max_steps else None),
             adapter=str(adapter))
         plot_curves(rows, run_dir / "curves.png")
