@@ -106,8 +106,13 @@ def test_the_fitted_end_is_saved_with_the_checkpoint_and_resumed(tmp_path: Path)
         for _ in range(300):
             scheduler.optimizer.step()
             scheduler.step()
-    GracefulStop(deadline=None, end=saved["end"]).on_train_begin(None, state, None, lr_scheduler=resumed)
+    stopper = GracefulStop(deadline=None, end=saved["end"])  # resumed without a budget: the curve still ends there
+    stopper.on_train_begin(None, state, None, lr_scheduler=resumed)
     assert _lr(resumed) == pytest.approx(_lr(fitted))
+    state.global_step = 410
+    control = SimpleNamespace(should_save=False, should_evaluate=False, should_training_stop=False)
+    stopper.on_step_end(SimpleNamespace(eval_strategy="steps"), state, control, lr_scheduler=resumed)
+    assert control.should_training_stop and control.should_save
 
 
 def test_quant_aware_training_starts_as_many_steps_before_the_fitted_end() -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from spantune.io import write_json
 from spantune.schema import SpanExample
 
 #: Generation metrics logged during training (definitions: spantune.evaluate.metrics).
@@ -204,8 +205,8 @@ class GracefulStop(TrainerCallback):
             self.step_costs.append(self._ended - self._began)
         if self.deadline is not None and state.global_step % self.FIT_EVERY == 0:
             self._fit(args, state, lr_scheduler)
-        late = self.deadline is not None and (self.clock() >= self.deadline
-                                              or (self.end is not None and state.global_step >= self.end))
+        late = ((self.deadline is not None and self.clock() >= self.deadline)
+                or (self.end is not None and state.global_step >= self.end))
         interrupted, late = self._agree(self.interrupted, late)
         if interrupted:
             self.interrupted = True
@@ -221,7 +222,7 @@ class GracefulStop(TrainerCallback):
         if self.end is not None and _dist()[0] == 0:
             folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             if folder.is_dir():
-                (folder / SCHEDULE_END_FILE).write_text(json.dumps({"end": self.end}) + "\n", encoding="utf-8")
+                write_json(folder / SCHEDULE_END_FILE, {"end": self.end})
 
     def predict_end(self, step: int, max_steps: int, eval_every: int | None) -> int | None:
         """The last step that fits before the deadline at the measured costs; None if every step fits or too
