@@ -207,7 +207,7 @@ class GracefulStop(TrainerCallback):
             self._fit(args, state, lr_scheduler)
         late = ((self.deadline is not None and self.clock() >= self.deadline)
                 or (self.end is not None and state.global_step >= self.end))
-        interrupted, late = self._agree(self.interrupted, late)
+        interrupted, late = (bool(v) for v in self._agree(self.interrupted, late))
         if interrupted:
             self.interrupted = True
             control.should_save = True
@@ -249,7 +249,7 @@ class GracefulStop(TrainerCallback):
     def _fit(self, args: Any, state: Any, lr_scheduler: Any) -> None:
         eval_every = state.eval_steps if args.eval_strategy != "no" and state.eval_steps else None
         end = self.predict_end(state.global_step, state.max_steps, eval_every)
-        end = self._agree_min(end if end is not None else state.max_steps)
+        end = int(self._agree(end if end is not None else state.max_steps, op="min")[0])
         if end >= (self.end or state.max_steps):
             return
         told = self.end
@@ -260,31 +260,18 @@ class GracefulStop(TrainerCallback):
                   f"{end:,}" + (" and its learning-rate schedule with it" if rescaled else ""), flush=True)
 
     @staticmethod
-    def _agree_min(value: int) -> int:
+    def _agree(*values: float, op: str = "max") -> tuple[float, ...]:
+        """The same values on every rank: their max (flags: any rank's request) or min over ranks."""
         if _dist()[1] == 1:
-            return value
+            return values
         import torch
         import torch.distributed as dist
 
-        t = torch.tensor([value])
+        t = torch.tensor([float(v) for v in values])
         if dist.get_backend() == "nccl":
             t = t.cuda()
-        dist.all_reduce(t, op=dist.ReduceOp.MIN)
-        return int(t.item())
-
-    @staticmethod
-    def _agree(*flags: bool) -> tuple[bool, ...]:
-        rank, world = _dist()
-        if world == 1:
-            return flags
-        import torch
-        import torch.distributed as dist
-
-        t = torch.tensor([float(f) for f in flags])
-        if dist.get_backend() == "nccl":
-            t = t.cuda()
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        return tuple(bool(v) for v in t.tolist())
+        dist.all_reduce(t, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.MIN)
+        return tuple(t.tolist())
 
 
 @contextmanager
