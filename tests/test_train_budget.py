@@ -5,7 +5,6 @@ checks the arithmetic and the schedule, not the speed of the machine it runs on.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,7 +12,7 @@ import pytest
 import torch
 from transformers import get_constant_schedule, get_cosine_schedule_with_warmup
 
-from spantune.train.callbacks import SCHEDULE_END_FILE, GracefulStop, QuantAwareStart, fit_schedule
+from spantune.train.callbacks import GracefulStop, QuantAwareStart, fit_schedule, saved_schedule_end
 
 LR = 1e-3
 
@@ -98,15 +97,15 @@ def test_the_fitted_end_is_saved_with_the_checkpoint_and_resumed(tmp_path: Path)
     (tmp_path / "checkpoint-300").mkdir()
     state = SimpleNamespace(global_step=300, max_steps=1000)
     stopper.on_save(SimpleNamespace(output_dir=str(tmp_path)), state, None)
-    saved = json.loads((tmp_path / "checkpoint-300" / SCHEDULE_END_FILE).read_text())
-    assert saved == {"end": 410}
+    assert saved_schedule_end(str(tmp_path / "checkpoint-300")) == 410
+    assert saved_schedule_end(None) is None and saved_schedule_end(str(tmp_path)) is None
 
     resumed, fitted = _scheduler(), _scheduler(410)
     for scheduler in (resumed, fitted):  # as a resumed scheduler: stepped to 300
         for _ in range(300):
             scheduler.optimizer.step()
             scheduler.step()
-    stopper = GracefulStop(deadline=None, end=saved["end"])  # resumed without a budget: the curve still ends there
+    stopper = GracefulStop(deadline=None, end=410)  # resumed without a budget: the curve still ends there
     stopper.on_train_begin(None, state, None, lr_scheduler=resumed)
     assert _lr(resumed) == pytest.approx(_lr(fitted))
     state.global_step = 410

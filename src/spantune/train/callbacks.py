@@ -142,6 +142,12 @@ class MetricsLog(TrainerCallback):
 SCHEDULE_END_FILE = "schedule_end.json"
 
 
+def saved_schedule_end(checkpoint: str | None) -> int | None:
+    """The fitted end a checkpoint was saved with (None: none was fitted, or no checkpoint)."""
+    path = Path(checkpoint) / SCHEDULE_END_FILE if checkpoint else None
+    return json.loads(path.read_text(encoding="utf-8"))["end"] if path and path.is_file() else None
+
+
 def fit_schedule(scheduler: Any, end: int) -> bool:
     """Make a length-dependent learning-rate schedule (cosine, linear, ...) end at step ``end``; False where the
     schedule does not depend on its length (constant). The rate of the coming step is set at once."""

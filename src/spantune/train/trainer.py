@@ -184,7 +184,7 @@ def run_training(prep: Prepared, started: float) -> dict[str, Any]:
     from spantune.config import to_dict
     from spantune.io import atomic_write
     from spantune.runinfo import write_run_info
-    from spantune.train.callbacks import SCHEDULE_END_FILE, GenerationEval, GracefulStop, MetricsLog, sigint_saves
+    from spantune.train.callbacks import GenerationEval, GracefulStop, MetricsLog, saved_schedule_end, sigint_saves
     from spantune.train.report import model_card, plot_curves, read_metrics
 
     datasets.disable_progress_bars()  # TRL's per-split map bars; the training bar stays
@@ -214,8 +214,7 @@ def run_training(prep: Prepared, started: float) -> dict[str, Any]:
     state.wait_for_everyone()
 
     deadline = started + 60 * cfg.train.max_minutes if cfg.train.max_minutes else None
-    fitted = Path(prep.resume_from) / SCHEDULE_END_FILE if prep.resume_from else None
-    stopper = GracefulStop(deadline, end=json.loads(fitted.read_text())["end"] if fitted and fitted.is_file() else None)
+    stopper = GracefulStop(deadline, end=saved_schedule_end(prep.resume_from))
     fsdp = state.distributed_type == DistributedType.FSDP
     callbacks: list[Any] = [
         GenerationEval(prep.eval_sample, prep.tokenizer, cfg.eval.max_new_tokens, cfg.eval.batch_size,
