@@ -16,9 +16,9 @@ examples, from a freshly loaded base model, in one process. Reported:
   linear layer, batch 8, max length 256) on the same examples at ``fp32`` and at ``bf16`` (frozen weights bf16,
   LoRA fp32, autocast; skipped, with the reason, where the machine has no native bf16), both with the prompt
   head computed per row, then each with the shared prompt head run once per batch (``train.shared_prefix``) and
-  with its decoder layers compiled (``train.compile``); reported as speed-ups over fp32, over the whole epoch
-  (compilation included) and in the steady state after the first ``WARMUP_STEPS`` steps (``--recipe-examples``
-  sets how many examples these phases train on);
+  with its decoder layers compiled (``train.compile``), and bf16 with both; reported as speed-ups over fp32, over
+  the whole epoch (compilation included) and in the steady state after the first ``WARMUP_STEPS`` steps
+  (``--recipe-examples`` sets how many examples these phases train on);
 * peak memory above the level before each phase: on CUDA ``torch.cuda.max_memory_allocated``; on CPU
   the resident set size sampled every 5 ms, from a heap trimmed at the start of each phase (glibc returns
   freed blocks of 4 MiB and more to the OS at once, the rest when the heap is trimmed), so the RSS follows what
@@ -47,7 +47,8 @@ NAIVE_BATCH = 4
 #: --precisions: (row label, precision, train.shared_prefix, train.compile)
 RECIPE_PHASES = (("recipe fp32", "fp32", False, False), ("recipe fp32+prefix", "fp32", True, False),
                  ("recipe fp32+compile", "fp32", False, True), ("recipe bf16", "bf16", False, False),
-                 ("recipe bf16+prefix", "bf16", True, False), ("recipe bf16+compile", "bf16", False, True))
+                 ("recipe bf16+prefix", "bf16", True, False), ("recipe bf16+compile", "bf16", False, True),
+                 ("recipe bf16+compile+prefix", "bf16", True, True))
 #: steps left out of the steady-state rate (compilation happens in the first)
 WARMUP_STEPS = 2
 RECIPE = Path(__file__).resolve().parents[1] / "configs" / "train" / "smollm2-135m_lora_cpu-demo.yaml"
@@ -306,11 +307,11 @@ def main(argv: list[str] | None = None) -> int:
     native = cpu_bf16()
     print(f"model {args.model}, {len(examples)} examples ({useful} useful tokens), {device}; "
           f"CPU native bf16: {native or 'none'}")
-    print(f"{'':20} {'steps':>6} {'wall s':>8} {'CPU s':>8} {'useful tok/s':>13} {'steady tok/s':>13} "
+    print(f"{'':26} {'steps':>6} {'wall s':>8} {'CPU s':>8} {'useful tok/s':>13} {'steady tok/s':>13} "
           f"{'tok/CPU-s':>10} {'peak MiB':>9}  precision")
     for name, r in rows.items():
         steady = "-" if r.get("steady_tokens_per_s") is None else f"{r['steady_tokens_per_s']:.1f}"
-        print(f"{name:20} {r['steps']:>6} {r['seconds']:>8.1f} {r['cpu_seconds']:>8.1f} "
+        print(f"{name:26} {r['steps']:>6} {r['seconds']:>8.1f} {r['cpu_seconds']:>8.1f} "
               f"{r['useful_tokens_per_s']:>13.1f} {steady:>13} {r['useful_tokens_per_cpu_s']:>10.1f} "
               f"{r['peak_bytes'] / 2**20:>9.0f}  {r['precision']}")
     print(f"useful tokens/s: spantune / naive = {speedup:.2f}x (target >= 2x); per CPU-second {cpu_speedup:.2f}x")

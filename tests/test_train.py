@@ -95,9 +95,10 @@ def test_reply_only_logits_give_the_full_logits_loss(tmp_path: Path, tiny_model_
     assert torch.allclose(ours, reference, atol=1e-5), (ours, reference)
 
 
-def test_shared_prefix_gives_the_plain_loss_and_gradients(tmp_path: Path, tiny_model_dir: Path) -> None:
-    """Running the batch's common prompt head once (its cache repeated over the rows) changes neither the loss
-    nor any adapter gradient beyond float32 rounding (relative 1e-4)."""
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_shared_prefix_gives_the_plain_loss_and_gradients(tmp_path: Path, tiny_model_dir: Path, attention: str) -> None:
+    """Running the batch's common prompt head once (the batch packed around it under a block mask) changes neither
+    the loss nor any adapter gradient beyond float32 rounding (relative 1e-4), with either kind of mask."""
     from spantune.train import build_trainer, sft_config
     from spantune.train.loss import kept_positions, shared_prefix_length
 
@@ -107,6 +108,7 @@ def test_shared_prefix_gives_the_plain_loss_and_gradients(tmp_path: Path, tiny_m
     prefix = shared_prefix_length(batch["input_ids"], batch["attention_mask"], kept_positions(batch["labels"]))
     assert prefix >= 10, "the rows should share the template head for this test to mean something"
     train_mode_with_nonzero_lora_b(trainer)
+    trainer.model.get_base_model().set_attn_implementation(attention)
     trainer.shared_prefix = False
     plain, plain_grads = loss_and_grads(trainer, batch)
     trainer.shared_prefix = True

@@ -24,15 +24,16 @@ def _fresh_dynamo():
     torch._dynamo.reset()
 
 
-def test_compiled_layers_give_the_eager_loss_and_gradients_and_evaluate_eagerly(tmp_path: Path,
-                                                                               tiny_model_dir: Path) -> None:
+@pytest.mark.parametrize("shared_prefix", [False, True])
+def test_compiled_layers_give_the_eager_loss_and_gradients_and_evaluate_eagerly(tmp_path: Path, tiny_model_dir: Path,
+                                                                               shared_prefix: bool) -> None:
     from torch._dynamo.utils import counters
 
     from spantune.train import build_trainer, prepare, sft_config
     from spantune.train.compiled import decoder_layers, eager
 
     cfg = load_config(TrainConfig, write_config(tmp_path, tiny_model_dir, lora={"dropout": 0.0},
-                                                train={"compile": True}))
+                                                train={"compile": True, "shared_prefix": shared_prefix}))
     prep = prepare(cfg, tmp_path / "run", resume=False)
     trainer = build_trainer(prep, sft_config(prep.config, tmp_path / "run", False, False, True), "fp32")
     layers = decoder_layers(trainer.model)
@@ -56,7 +57,7 @@ def test_compiled_layers_give_the_eager_loss_and_gradients_and_evaluate_eagerly(
 
 
 def test_compile_refuses_what_it_cannot_combine_with() -> None:
-    for section, key in (("train", "shared_prefix"), ("quant_aware", "enabled"), ("model", "gradient_checkpointing")):
+    for section, key in (("quant_aware", "enabled"), ("model", "gradient_checkpointing")):
         cfg = TrainConfig()
         cfg.train.compile, cfg.lora.dropout = True, 0.0
         setattr(getattr(cfg, section), key, True)

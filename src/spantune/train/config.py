@@ -69,10 +69,9 @@ class TrainSection:
     save_steps: int = 50
     save_total_limit: int = 2
     threads: int | None = None  #: torch CPU threads (None: torch's default)
-    #: run the prompt head every row of a batch shares (chat template + system prompt) once per batch
-    #: (spantune.train.loss); off by default: on an AMX Xeon its extra forward's per-op cost outweighed the saved
-    #: matmuls at fp32 and bf16 alike (0.92x tokens/s; benchmarks/RESULTS.md, run 8); off under gradient
-    #: checkpointing, which forbids the key/value cache it needs
+    #: run the prompt head every row of a batch shares (chat template + system prompt) once per batch, the batch
+    #: packed around it without padding (spantune.train.loss); combines with compiled layers. Off by default: ~30 %
+    #: fewer tokens, but the smaller matmuls run less efficiently on a CPU (benchmarks/RESULTS.md, run 13)
     shared_prefix: bool = False
     #: compile each decoder layer with torch.compile for the training steps (spantune.train.compiled): ~40 s of
     #: compilation once, then a 1.4x faster bf16 step on an AMX Xeon (benchmarks/RESULTS.md, run 9); evaluations
@@ -135,7 +134,7 @@ def check_values(cfg: TrainConfig) -> None:
         need(getattr(t, key) > 0, f"train.{key}", "must be > 0")
     need(t.threads is None or t.threads > 0, "train.threads", "must be > 0")
     if t.compile:
-        for on, key in ((t.shared_prefix, "train.shared_prefix"), (q.enabled, "quant_aware.enabled"),
+        for on, key in ((q.enabled, "quant_aware.enabled"),
                         (cfg.model.gradient_checkpointing, "model.gradient_checkpointing")):
             need(not on, "train.compile", f"cannot be combined with {key} (not supported together)")
     e = cfg.eval

@@ -9,10 +9,13 @@ linear layer, batch 8 × 72 tokens, one CPU thread: 3.9 s CPU per step, against 
 model's full-logits loss and 6.2 s for TRL's default loss.
 
 Every span prompt also starts with the same tokens (chat template head, system prompt, ``Context before: «``),
-about a third of each sequence. With ``shared_prefix`` the loss runs that head once per batch, repeats its
-key/value cache over the rows and runs only the rest of each row on top of it; the head's gradients flow
-back through the repeat (summed over the rows) once. Same loss and gradients as the plain path up to
-floating-point order (tests/test_train.py); speed in benchmarks/RESULTS.md.
+about a third of each sequence. With ``shared_prefix`` the batch is packed into one sequence: that head once,
+then each row's own tokens without padding, under an attention mask that lets every row see the head and its
+own earlier tokens only, with each row's own positions. The head's gradients flow back once, summed over the
+rows. No key/value cache is involved, so the decoder layers see one plain (longer) sequence and the path
+combines with compiled layers and gradient checkpointing. Same loss and gradients as the plain path up to
+floating-point order (tests/test_train.py); speed in benchmarks/RESULTS.md. Attention kernels that take no
+arbitrary mask (flash attention) keep the plain path.
 
 Under mixed precision the loss's forward feeds each adapter its half-precision input as is: PEFT would cast it to
 the adapter's fp32 and autocast would cast it straight back for the matmul, a round trip that changes no value
@@ -21,6 +24,7 @@ and copied every activation twice (~12 % of a bf16 CPU step).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -48,26 +52,62 @@ def shared_prefix_length(input_ids: torch.Tensor, attention_mask: torch.Tensor |
     return min(int(same.long().cumprod(0).sum()), int(keep.min()))
 
 
+@dataclass(frozen=True)
+class Packed:
+    """A batch packed around its shared head (:func:`pack_shared_prefix`)."""
+
+    ids: torch.Tensor        # [1, T]: the head once, then each row's tokens after it, padding left out
+    positions: torch.Tensor  # [1, T]: each token's position in its own row
+    allowed: torch.Tensor    # [T, T] bool: query i may attend to key j
+    index: torch.Tensor      # [rows * len(keep)]: where row b's position keep[k] sits in the packed sequence
+
+
+def pack_shared_prefix(input_ids: torch.Tensor, attention_mask: torch.Tensor | None, keep: torch.Tensor,
+                       prefix: int) -> Packed:
+    """Pack a right-padded batch whose rows share their first ``prefix`` tokens. A kept position beyond a
+    row's end (its label is padding) points at the row's first token: its logits are computed but never trained."""
+    rows, width = input_ids.shape
+    device = input_ids.device
+    lengths = (attention_mask.sum(dim=1) if attention_mask is not None
+               else torch.full((rows,), width, device=device)).tolist()
+    pieces = [input_ids[0, :prefix]] + [input_ids[b, prefix:n] for b, n in enumerate(lengths)]
+    positions = [torch.arange(prefix, device=device)] + [torch.arange(prefix, n, device=device) for n in lengths]
+    segment = torch.cat([torch.zeros(prefix, dtype=torch.long, device=device)]
+                        + [torch.full((n - prefix,), b + 1, device=device) for b, n in enumerate(lengths)])
+    total = segment.numel()
+    causal = torch.ones(total, total, dtype=torch.bool, device=device).tril()
+    allowed = causal & ((segment[None, :] == 0) | (segment[None, :] == segment[:, None]))
+    starts = torch.tensor([prefix + sum(n - prefix for n in lengths[:b]) for b in range(rows)], device=device)
+    ends = torch.tensor(lengths, device=device)
+    offset = keep[None, :] - prefix + starts[:, None]
+    index = torch.where(keep[None, :] < ends[:, None], offset, starts[:, None]).flatten()
+    return Packed(torch.cat(pieces)[None], torch.cat(positions)[None], allowed, index)
+
+
 def forward_kept(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, keep: torch.Tensor,
-                 prefix: int) -> Any:
-    """The model's outputs with logits at ``keep`` only; with ``prefix`` > 0 the first ``prefix`` tokens (the
-    same in every row) run once and their key/value cache is repeated over the batch."""
+                 prefix: int, attention: str = "sdpa") -> Any:
+    """The model's outputs with logits at ``keep`` only ([rows, len(keep), vocab]); with ``prefix`` > 0 the batch
+    runs packed around its shared head (:func:`pack_shared_prefix`). ``attention`` is the model's attention
+    implementation: eager adds the mask to its scores, so it gets 0 / -inf; others take it as booleans."""
     if prefix == 0:
         return model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=keep, use_cache=False)
-    head = model(input_ids=input_ids[:1, :prefix], use_cache=True, logits_to_keep=1)
-    cache = head.past_key_values
-    cache.batch_repeat_interleave(input_ids.size(0))
-    return model(input_ids=input_ids[:, prefix:], attention_mask=attention_mask, past_key_values=cache,
-                 logits_to_keep=keep - prefix, use_cache=False)
+    packed = pack_shared_prefix(input_ids, attention_mask, keep, prefix)
+    mask = packed.allowed[None, None]
+    if attention == "eager":
+        mask = torch.zeros(mask.shape, device=mask.device).masked_fill(~mask, torch.finfo(torch.float32).min)
+    outputs = model(input_ids=packed.ids, attention_mask=mask, position_ids=packed.positions,
+                    logits_to_keep=packed.index, use_cache=False)
+    outputs.logits = outputs.logits.view(input_ids.size(0), keep.numel(), -1)
+    return outputs
 
 
 class SpanSFTTrainer(SFTTrainer):
     """``SFTTrainer`` whose loss evaluates the output layer only where a label is trained, and runs the prompt
-    head the batch shares once when ``shared_prefix`` is on."""
+    head the batch shares once when ``shared_prefix`` is on (not under flash attention, which takes no mask)."""
 
     def __init__(self, *args: Any, shared_prefix: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.shared_prefix = shared_prefix and not self.args.gradient_checkpointing
+        self.shared_prefix = shared_prefix
 
     def evaluate(self, *args: Any, **kwargs: Any) -> Any:
         """The evaluation (eval loss, and the generation eval its callbacks run) with compiled layers run eagerly."""
@@ -79,9 +119,11 @@ class SpanSFTTrainer(SFTTrainer):
         mode = "train" if self.model.training else "eval"
         labels, input_ids, attention_mask = inputs["labels"], inputs["input_ids"], inputs.get("attention_mask")
         keep = kept_positions(labels)
-        prefix = shared_prefix_length(input_ids, attention_mask, keep) if self.shared_prefix else 0
+        attention = self.accelerator.unwrap_model(model).config._attn_implementation
+        share = self.shared_prefix and not attention.startswith("flash")
+        prefix = shared_prefix_length(input_ids, attention_mask, keep) if share else 0
         with disable_input_dtype_casting(model, active=self.args.bf16 or self.args.fp16):  # autocast is on
-            outputs = forward_kept(model, input_ids, attention_mask, keep, prefix)
+            outputs = forward_kept(model, input_ids, attention_mask, keep, prefix, attention)
         logits = outputs.logits.float()
         targets = labels[:, keep + 1]
         loss_sum = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1),
