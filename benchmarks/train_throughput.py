@@ -17,7 +17,8 @@ examples, from a freshly loaded base model, in one process. Reported:
   LoRA fp32, autocast; skipped, with the reason, where the machine has no native bf16), both with the prompt
   head computed per row, then each with the shared prompt head run once per batch (``train.shared_prefix``) and
   with its decoder layers compiled (``train.compile``), and bf16 with both; reported as speed-ups over fp32, over
-  the whole epoch (compilation included) and in the steady state after the first ``WARMUP_STEPS`` steps
+  the whole epoch (compilation included), in the steady state after the first ``WARMUP_STEPS`` steps, and as the
+  median of each later step's own rate, which a recompiling step or a busy neighbour barely moves
   (``--recipe-examples`` sets how many examples these phases train on);
 * peak memory above the level before each phase: on CUDA ``torch.cuda.max_memory_allocated``; on CPU
   the resident set size sampled every 5 ms, from a heap trimmed at the start of each phase (glibc returns
@@ -35,6 +36,7 @@ import gc
 import json
 import math
 import os
+import statistics
 import sys
 import tempfile
 import threading
@@ -49,8 +51,10 @@ RECIPE_PHASES = (("recipe fp32", "fp32", False, False), ("recipe fp32+prefix", "
                  ("recipe fp32+compile", "fp32", False, True), ("recipe bf16", "bf16", False, False),
                  ("recipe bf16+prefix", "bf16", True, False), ("recipe bf16+compile", "bf16", False, True),
                  ("recipe bf16+compile+prefix", "bf16", True, True))
-#: steps left out of the steady-state rate (compilation happens in the first)
+#: steps left out of the steady-state rates (compilation happens in the first)
 WARMUP_STEPS = 2
+#: the steady-state rates compared with fp32's: (label, result key)
+STEADY_RATES = (("steady state", "steady_tokens_per_s"), ("median step", "median_step_tokens_per_s"))
 RECIPE = Path(__file__).resolve().parents[1] / "configs" / "train" / "smollm2-135m_lora_cpu-demo.yaml"
 
 
@@ -159,17 +163,25 @@ def recipe_config(model: str, data: str, examples: int, threads: int | None, pre
 
 
 class SteadyState:
-    """A callback that notes the wall clock and the real tokens trained after step ``WARMUP_STEPS`` and at the end."""
+    """A callback that times the steps after ``WARMUP_STEPS``: the real tokens per second from the end of that step
+    to the end of training, and the median of each step's own rate (a step that recompiles or is slowed by another
+    job on a shared machine moves the first, hardly the second)."""
 
     def __init__(self, trainer: Any) -> None:
         from transformers import TrainerCallback
 
         class _Mark(TrainerCallback):
-            def on_step_end(cb, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-                if state.global_step == WARMUP_STEPS:
-                    self.start = (time.perf_counter(), trainer._total_train_tokens)
+            def on_step_begin(cb, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+                cb.began = (time.perf_counter(), trainer._total_train_tokens)
 
-        self.trainer, self.start = trainer, None
+            def on_step_end(cb, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+                now, tokens = time.perf_counter(), trainer._total_train_tokens
+                if state.global_step == WARMUP_STEPS:
+                    self.start = (now, tokens)
+                elif state.global_step > WARMUP_STEPS:
+                    self.step_rates.append((tokens - cb.began[1]) / (now - cb.began[0]))
+
+        self.trainer, self.start, self.step_rates = trainer, None, []
         trainer.add_callback(_Mark())
 
     def rate(self) -> float | None:
@@ -177,6 +189,10 @@ class SteadyState:
         if self.start is None or self.trainer._total_train_tokens == self.start[1]:
             return None
         return (self.trainer._total_train_tokens - self.start[1]) / (time.perf_counter() - self.start[0])
+
+    def median_step_rate(self) -> float | None:
+        """The median over the steps after the warm-up of each step's real tokens per second."""
+        return statistics.median(self.step_rates) if self.step_rates else None
 
 
 def timed_train(trainer: Any, cuda: bool) -> dict[str, Any]:
@@ -196,7 +212,8 @@ def timed_train(trainer: Any, cuda: bool) -> dict[str, Any]:
         trainer.train()
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     return {"seconds": seconds, "cpu_seconds": cpu, "steps": trainer.state.global_step, "peak_bytes": mem.peak,
-            "steady_tokens_per_s": steady.rate() if steady else None}
+            "steady_tokens_per_s": steady.rate() if steady else None,
+            "median_step_tokens_per_s": steady.median_step_rate() if steady else None}
 
 
 def run_spantune(prep: Any, out: Path, precision: Any, cuda: bool) -> dict[str, Any]:
@@ -308,11 +325,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model {args.model}, {len(examples)} examples ({useful} useful tokens), {device}; "
           f"CPU native bf16: {native or 'none'}")
     print(f"{'':26} {'steps':>6} {'wall s':>8} {'CPU s':>8} {'useful tok/s':>13} {'steady tok/s':>13} "
-          f"{'tok/CPU-s':>10} {'peak MiB':>9}  precision")
+          f"{'median step tok/s':>18} {'tok/CPU-s':>10} {'peak MiB':>9}  precision")
     for name, r in rows.items():
-        steady = "-" if r.get("steady_tokens_per_s") is None else f"{r['steady_tokens_per_s']:.1f}"
+        steady, median = ("-" if r.get(k) is None else f"{r[k]:.1f}"
+                          for k in ("steady_tokens_per_s", "median_step_tokens_per_s"))
         print(f"{name:26} {r['steps']:>6} {r['seconds']:>8.1f} {r['cpu_seconds']:>8.1f} "
-              f"{r['useful_tokens_per_s']:>13.1f} {steady:>13} {r['useful_tokens_per_cpu_s']:>10.1f} "
+              f"{r['useful_tokens_per_s']:>13.1f} {steady:>13} {median:>18} {r['useful_tokens_per_cpu_s']:>10.1f} "
               f"{r['peak_bytes'] / 2**20:>9.0f}  {r['precision']}")
     print(f"useful tokens/s: spantune / naive = {speedup:.2f}x (target >= 2x); per CPU-second {cpu_speedup:.2f}x")
     print(f"peak memory: naive / spantune = {memory_ratio:.2f}x")
@@ -323,8 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     fp32 = recipe.get("recipe fp32")
     for label, faster in recipe.items():
         if fp32 is not None and faster is not fp32:
-            steady = [r.get("steady_tokens_per_s") for r in (faster, fp32)]
-            steady_ratio = f", steady state {steady[0] / steady[1]:.2f}x" if all(steady) else ""
+            steady_ratio = "".join(f", {what} {faster[key] / fp32[key]:.2f}x" for what, key in STEADY_RATES
+                                   if faster.get(key) and fp32.get(key))
             print(f"{label} / fp32: useful tokens/s "
                   f"{faster['useful_tokens_per_s'] / fp32['useful_tokens_per_s']:.2f}x (target >= 2x){steady_ratio}, "
                   "per CPU-second "

@@ -28,7 +28,8 @@ def test_throughput_benchmark_runs_both_trainers_on_the_same_examples(tmp_path: 
     assert result["recipe fp32"]["steps"] == 3 and result["recipe fp32"]["precision"] == "fp32 (cpu, as configured)"
     assert result["recipe fp32+compile"]["steps"] == 3
     # the steady-state rate leaves out the first 2 steps (compilation): one step is left to time
-    assert all(result[label]["steady_tokens_per_s"] > 0 for label in ("recipe fp32", "recipe fp32+compile"))
+    assert all(result[label][rate] > 0 for label in ("recipe fp32", "recipe fp32+compile")
+               for rate in ("steady_tokens_per_s", "median_step_tokens_per_s"))
     for label in ("recipe bf16", "recipe bf16+prefix", "recipe bf16+compile", "recipe bf16+compile+prefix"):
         if result["cpu_bf16"] is None:
             assert label not in result and f"{label}: skipped: config key model.precision" in proc.stdout

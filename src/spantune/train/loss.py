@@ -65,7 +65,7 @@ class Packed:
 def pack_shared_prefix(input_ids: torch.Tensor, attention_mask: torch.Tensor | None, keep: torch.Tensor,
                        prefix: int) -> Packed:
     """Pack a right-padded batch whose rows share their first ``prefix`` tokens. A kept position beyond a
-    row's end (its label is padding) points at the row's first token: its logits are computed but never trained."""
+    row's end (its label is padding) points at the row's first own token: its logits are computed, never trained."""
     rows, width = input_ids.shape
     device = input_ids.device
     lengths = (attention_mask.sum(dim=1) if attention_mask is not None
@@ -88,7 +88,7 @@ def forward_kept(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tens
                  prefix: int, attention: str = "sdpa") -> Any:
     """The model's outputs with logits at ``keep`` only ([rows, len(keep), vocab]); with ``prefix`` > 0 the batch
     runs packed around its shared head (:func:`pack_shared_prefix`). ``attention`` is the model's attention
-    implementation: eager adds the mask to its scores, so it gets 0 / -inf; others take it as booleans."""
+    implementation: eager adds the mask to its scores, so it gets 0 / float32's minimum; others take booleans."""
     if prefix == 0:
         return model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=keep, use_cache=False)
     packed = pack_shared_prefix(input_ids, attention_mask, keep, prefix)
