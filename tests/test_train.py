@@ -95,15 +95,21 @@ def test_reply_only_logits_give_the_full_logits_loss(tmp_path: Path, tiny_model_
     assert torch.allclose(ours, reference, atol=1e-5), (ours, reference)
 
 
-@pytest.mark.parametrize("attention", ["sdpa", "eager"])
-def test_shared_prefix_gives_the_plain_loss_and_gradients(tmp_path: Path, tiny_model_dir: Path, attention: str) -> None:
+@pytest.mark.parametrize(("attention", "checkpointing"), [("sdpa", False), ("eager", False), ("sdpa", True)])
+def test_shared_prefix_gives_the_plain_loss_and_gradients(tmp_path: Path, tiny_model_dir: Path, attention: str,
+                                                          checkpointing: bool) -> None:
     """Running the batch's common prompt head once (the batch packed around it under a block mask) changes neither
-    the loss nor any adapter gradient beyond float32 rounding (relative 1e-4), with either kind of mask."""
+    the loss nor any adapter gradient beyond float32 rounding (relative 1e-4), with either kind of mask and under
+    gradient checkpointing."""
     from spantune.train import build_trainer, sft_config
     from spantune.train.loss import kept_positions, shared_prefix_length
 
-    prep = _prepare(tmp_path, tiny_model_dir, lora={"dropout": 0.0})  # train mode: no random masks
+    prep = _prepare(tmp_path, tiny_model_dir, lora={"dropout": 0.0},  # train mode: no random masks
+                    model={"gradient_checkpointing": checkpointing})
     trainer = build_trainer(prep, sft_config(prep.config, tmp_path / "run", False, False, False), "fp32")
+    if checkpointing:  # as Trainer.train() switches it on
+        trainer.model.gradient_checkpointing_enable(trainer.args.gradient_checkpointing_kwargs)
+        assert trainer.args.gradient_checkpointing and trainer.model.is_gradient_checkpointing
     batch = dict(next(iter(trainer.get_train_dataloader())))
     prefix = shared_prefix_length(batch["input_ids"], batch["attention_mask"], kept_positions(batch["labels"]))
     assert prefix >= 10, "the rows should share the template head for this test to mean something"
