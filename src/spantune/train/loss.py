@@ -119,9 +119,10 @@ class SpanSFTTrainer(SFTTrainer):
         mode = "train" if self.model.training else "eval"
         labels, input_ids, attention_mask = inputs["labels"], inputs["input_ids"], inputs.get("attention_mask")
         keep = kept_positions(labels)
-        attention = self.accelerator.unwrap_model(model).config._attn_implementation
-        share = self.shared_prefix and not attention.startswith("flash")
-        prefix = shared_prefix_length(input_ids, attention_mask, keep) if share else 0
+        attention, prefix = "sdpa", 0
+        if self.shared_prefix:
+            attention = self.accelerator.unwrap_model(model).config._attn_implementation
+            prefix = 0 if attention.startswith("flash") else shared_prefix_length(input_ids, attention_mask, keep)
         with disable_input_dtype_casting(model, active=self.args.bf16 or self.args.fp16):  # autocast is on
             outputs = forward_kept(model, input_ids, attention_mask, keep, prefix, attention)
         logits = outputs.logits.float()
