@@ -85,10 +85,11 @@ def pack_shared_prefix(input_ids: torch.Tensor, attention_mask: torch.Tensor | N
 
 
 def forward_kept(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, keep: torch.Tensor,
-                 prefix: int, attention: str = "sdpa") -> Any:
+                 prefix: int, attention: str | None = None) -> Any:
     """The model's outputs with logits at ``keep`` only ([rows, len(keep), vocab]); with ``prefix`` > 0 the batch
     runs packed around its shared head (:func:`pack_shared_prefix`). ``attention`` is the model's attention
-    implementation: eager adds the mask to its scores, so it gets 0 / float32's minimum; others take booleans."""
+    implementation, read for a packed batch only: eager adds the mask to its scores, so it gets 0 / float32's
+    minimum; others take booleans."""
     if prefix == 0:
         return model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=keep, use_cache=False)
     packed = pack_shared_prefix(input_ids, attention_mask, keep, prefix)
@@ -119,7 +120,7 @@ class SpanSFTTrainer(SFTTrainer):
         mode = "train" if self.model.training else "eval"
         labels, input_ids, attention_mask = inputs["labels"], inputs["input_ids"], inputs.get("attention_mask")
         keep = kept_positions(labels)
-        attention, prefix = "sdpa", 0
+        attention, prefix = None, 0
         if self.shared_prefix:
             attention = self.accelerator.unwrap_model(model).config._attn_implementation
             prefix = 0 if attention.startswith("flash") else shared_prefix_length(input_ids, attention_mask, keep)
