@@ -102,7 +102,7 @@ def test_shared_prefix_gives_the_plain_loss_and_gradients(tmp_path: Path, tiny_m
     the loss nor any adapter gradient beyond float32 rounding (relative 1e-4), with either kind of mask and under
     gradient checkpointing."""
     from spantune.train import build_trainer, sft_config
-    from spantune.train.loss import kept_positions, shared_prefix_length
+    from spantune.train.loss import kept_positions, shared_prefix_length, use_packed_attention
 
     prep = _prepare(tmp_path, tiny_model_dir, lora={"dropout": 0.0},  # train mode: no random masks
                     model={"gradient_checkpointing": checkpointing})
@@ -115,6 +115,7 @@ def test_shared_prefix_gives_the_plain_loss_and_gradients(tmp_path: Path, tiny_m
     assert prefix >= 10, "the rows should share the template head for this test to mean something"
     train_mode_with_nonzero_lora_b(trainer)
     trainer.model.get_base_model().set_attn_implementation(attention)
+    assert use_packed_attention(trainer.model)  # the plain path below runs through its wrapper too
     trainer.shared_prefix = False
     plain, plain_grads = loss_and_grads(trainer, batch)
     trainer.shared_prefix = True

@@ -25,11 +25,15 @@ and copied every activation twice (~12 % of a bf16 CPU step).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from peft.helpers import disable_input_dtype_casting
+from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, AttentionInterface
+from transformers.models.llama.modeling_llama import eager_attention_forward
 from trl import SFTTrainer
 
 from spantune.train.compiled import eager
@@ -52,52 +56,97 @@ def shared_prefix_length(input_ids: torch.Tensor, attention_mask: torch.Tensor |
     return min(int(same.long().cumprod(0).sum()), int(keep.min()))
 
 
+#: the attention implementations a packed batch runs under, one per implementation of the model it wraps
+PACKED_ATTENTION = {base: f"spantune_packed_{base}" for base in ("eager", "sdpa")}
+PACKED_NAMES = frozenset(PACKED_ATTENTION.values())
+
+
 @dataclass(frozen=True)
 class Packed:
     """A batch packed around its shared head (:func:`pack_shared_prefix`)."""
 
-    ids: torch.Tensor        # [1, T]: the head once, then each row's tokens after it, padding left out
-    positions: torch.Tensor  # [1, T]: each token's position in its own row
-    allowed: torch.Tensor    # [T, T] bool: query i may attend to key j
+    ids: torch.Tensor        # [1, head + rows * width]: the head once, then each row's tokens after it, padded
+    positions: torch.Tensor  # [1, head + rows * width]: each token's position in its own row
+    mask: torch.Tensor       # [rows, 1, width, head + width] bool: row query i may attend to key j (head, then own)
     index: torch.Tensor      # [rows * len(keep)]: where row b's position keep[k] sits in the packed sequence
 
 
 def pack_shared_prefix(input_ids: torch.Tensor, attention_mask: torch.Tensor | None, keep: torch.Tensor,
                        prefix: int) -> Packed:
-    """Pack a right-padded batch whose rows share their first ``prefix`` tokens. A kept position beyond a
-    row's end (its label is padding) points at the row's first own token: its logits are computed, never trained."""
-    rows, width = input_ids.shape
-    device = input_ids.device
-    lengths = (attention_mask.sum(dim=1) if attention_mask is not None
-               else torch.full((rows,), width, device=device)).tolist()
-    pieces = [input_ids[0, :prefix]] + [input_ids[b, prefix:n] for b, n in enumerate(lengths)]
-    positions = [torch.arange(prefix, device=device)] + [torch.arange(prefix, n, device=device) for n in lengths]
-    segment = torch.cat([torch.zeros(prefix, dtype=torch.long, device=device)]
-                        + [torch.full((n - prefix,), b + 1, device=device) for b, n in enumerate(lengths)])
-    total = segment.numel()
-    causal = torch.ones(total, total, dtype=torch.bool, device=device).tril()
-    allowed = causal & ((segment[None, :] == 0) | (segment[None, :] == segment[:, None]))
-    starts = torch.tensor([prefix + sum(n - prefix for n in lengths[:b]) for b in range(rows)], device=device)
-    ends = torch.tensor(lengths, device=device)
-    offset = keep[None, :] - prefix + starts[:, None]
-    index = torch.where(keep[None, :] < ends[:, None], offset, starts[:, None]).flatten()
-    return Packed(torch.cat(pieces)[None], torch.cat(positions)[None], allowed, index)
+    """Pack a right-padded batch whose rows share their first ``prefix`` tokens (``keep`` starts at or after it)."""
+    rows, length = input_ids.shape
+    width, device = length - prefix, input_ids.device
+    ids = torch.cat([input_ids[0, :prefix], input_ids[:, prefix:].flatten()])
+    positions = torch.cat([torch.arange(prefix, device=device), torch.arange(prefix, length, device=device).repeat(rows)])
+    real = (attention_mask[:, prefix:].bool() if attention_mask is not None
+            else torch.ones(rows, width, dtype=torch.bool, device=device))
+    own = torch.ones(width, width, dtype=torch.bool, device=device).tril() & real[:, None, :]
+    mask = torch.cat([torch.ones(rows, width, prefix, dtype=torch.bool, device=device), own], dim=2)
+    index = (torch.arange(rows, device=device)[:, None] * width + keep[None, :]).flatten()
+    return Packed(ids[None], positions[None], mask[:, None], index)
+
+
+def packed_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                     attention_mask: torch.Tensor | None, *, base: str, spantune_packed: torch.Tensor | None = None,
+                     **kwargs: Any) -> tuple[torch.Tensor, Any]:
+    """The model's own ``base`` attention (eager or sdpa), which a call with ``spantune_packed`` runs over a packed
+    batch (:class:`Packed`; ``attention_mask`` is its ``mask``): the head attends causally to itself, and each row,
+    laid out as ``[rows, width]``, to the head's keys and values (expanded over the rows, a view: their gradients
+    sum back once) and its own. No query scores a key of another row, so attention costs what it costs in the plain
+    batch, while every projection and MLP runs the head once."""
+    attend = eager_attention_forward if base == "eager" else ALL_ATTENTION_FUNCTIONS[base]
+    if spantune_packed is None:
+        return attend(module, query, key, value, attention_mask, **kwargs)
+    rows, _, width, _ = attention_mask.shape
+    head = spantune_packed.shape[-1]
+    causal = spantune_packed
+    if base == "eager":  # eager adds its masks to the scores
+        low = torch.finfo(torch.float32).min
+        causal = torch.zeros(causal.shape, device=query.device).masked_fill(~causal, low)
+        attention_mask = torch.zeros(attention_mask.shape, device=query.device).masked_fill(~attention_mask, low)
+
+    # contiguous copies: inductor fails on views of these symbolic-size slices ("Exponent must be non-negative")
+    def shared(x: torch.Tensor) -> torch.Tensor:  # [1, heads, head + rows * width, dim] -> [1, heads, head, dim]
+        return x[:, :, :head].contiguous()
+
+    def own(x: torch.Tensor) -> torch.Tensor:  # [1, heads, head + rows * width, dim] -> [rows, heads, width, dim]
+        return x[0, :, head:].unflatten(1, (rows, width)).transpose(0, 1).contiguous()
+
+    def with_head(x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([shared(x).expand(rows, -1, -1, -1), own(x)], dim=2)
+
+    head_out, _ = attend(module, shared(query), shared(key), shared(value), causal, **kwargs)
+
+    row_out, _ = attend(module, own(query), with_head(key), with_head(value), attention_mask, **kwargs)
+    return torch.cat([head_out, row_out.reshape(1, rows * width, *row_out.shape[2:])], dim=1), None
+
+
+for _base, _name in PACKED_ATTENTION.items():
+    AttentionInterface.register(_name, partial(packed_attention, base=_base))
+    AttentionMaskInterface.register(_name, ALL_MASK_ATTENTION_FUNCTIONS[_base])
+
+
+def use_packed_attention(model: Any) -> bool:
+    """Give the model the packed-batch wrapper of its attention implementation for the whole run (a layer
+    recomputed under gradient checkpointing calls it again in the backward pass); False, leaving the model as it
+    is, where the implementation has none (flash attention takes no mask)."""
+    base = model.config._attn_implementation
+    if base not in PACKED_ATTENTION:
+        return base in PACKED_NAMES
+    model.get_base_model().set_attn_implementation(PACKED_ATTENTION[base])
+    return True
 
 
 def forward_kept(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, keep: torch.Tensor,
-                 prefix: int, attention: str | None = None) -> Any:
+                 prefix: int) -> Any:
     """The model's outputs with logits at ``keep`` only ([rows, len(keep), vocab]); with ``prefix`` > 0 the batch
-    runs packed around its shared head (:func:`pack_shared_prefix`). ``attention`` is the model's attention
-    implementation, read for a packed batch only: eager adds the mask to its scores, so it gets 0 / float32's
-    minimum; others take booleans."""
+    runs packed around its shared head (:func:`pack_shared_prefix`), which needs :func:`use_packed_attention`."""
     if prefix == 0:
         return model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=keep, use_cache=False)
     packed = pack_shared_prefix(input_ids, attention_mask, keep, prefix)
-    mask = packed.allowed[None, None]
-    if attention == "eager":
-        mask = torch.zeros(mask.shape, device=mask.device).masked_fill(~mask, torch.finfo(torch.float32).min)
-    outputs = model(input_ids=packed.ids, attention_mask=mask, position_ids=packed.positions,
-                    logits_to_keep=packed.index, use_cache=False)
+    outputs = model(input_ids=packed.ids, attention_mask=packed.mask, position_ids=packed.positions,
+                    logits_to_keep=packed.index, use_cache=False,
+                    spantune_packed=torch.ones(prefix, prefix, dtype=torch.bool, device=input_ids.device).tril()[None, None])
     outputs.logits = outputs.logits.view(input_ids.size(0), keep.numel(), -1)
     return outputs
 
@@ -120,12 +169,11 @@ class SpanSFTTrainer(SFTTrainer):
         mode = "train" if self.model.training else "eval"
         labels, input_ids, attention_mask = inputs["labels"], inputs["input_ids"], inputs.get("attention_mask")
         keep = kept_positions(labels)
-        attention, prefix = None, 0
-        if self.shared_prefix:
-            attention = self.accelerator.unwrap_model(model).config._attn_implementation
-            prefix = 0 if attention.startswith("flash") else shared_prefix_length(input_ids, attention_mask, keep)
+        prefix = 0
+        if self.shared_prefix and self.accelerator.unwrap_model(model).config._attn_implementation in PACKED_NAMES:
+            prefix = shared_prefix_length(input_ids, attention_mask, keep)
         with disable_input_dtype_casting(model, active=self.args.bf16 or self.args.fp16):  # autocast is on
-            outputs = forward_kept(model, input_ids, attention_mask, keep, prefix, attention)
+            outputs = forward_kept(model, input_ids, attention_mask, keep, prefix)
         logits = outputs.logits.float()
         targets = labels[:, keep + 1]
         loss_sum = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1),

@@ -145,7 +145,7 @@ def build_trainer(prep: Prepared, args: Any, precision: str, callbacks: list[Any
     import torch
 
     from spantune.train.data import to_dataset
-    from spantune.train.loss import SpanSFTTrainer
+    from spantune.train.loss import SpanSFTTrainer, use_packed_attention
 
     model = load_base_model(prep.config, precision)
     model.config.pad_token_id = prep.tokenizer.pad_token_id
@@ -161,6 +161,8 @@ def build_trainer(prep: Prepared, args: Any, precision: str, callbacks: list[Any
     )
     if precision == "bf16" and not torch.cuda.is_available():
         use_eager_attention(trainer.model)
+    if prep.config.train.shared_prefix:
+        use_packed_attention(trainer.model)
     if prep.config.train.compile:
         compile_layers(trainer.model)
     qa = prep.config.quant_aware
