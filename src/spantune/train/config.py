@@ -69,9 +69,10 @@ class TrainSection:
     save_steps: int = 50
     save_total_limit: int = 2
     threads: int | None = None  #: torch CPU threads (None: torch's default)
-    #: run the prompt head every row of a batch shares (chat template + system prompt) once per batch, the batch
-    #: packed around it without padding (spantune.train.loss); combines with compiled layers. Off by default: ~30 %
-    #: fewer tokens, but the smaller matmuls run less efficiently on a CPU (benchmarks/RESULTS.md, run 13)
+    #: run the prompt head every row of a batch shares (chat template + system prompt) once per batch, each row
+    #: attending to it and to its own tokens (spantune.train.loss); combines with compiled layers and gradient
+    #: checkpointing. On in the CPU recipes: 1.18x the compiled bf16 step on an AMD EPYC (benchmarks/RESULTS.md,
+    #: run 14). Off by default: flash attention and untested GPU speed
     shared_prefix: bool = False
     #: compile each decoder layer with torch.compile for the training steps (spantune.train.compiled): ~40 s of
     #: compilation once, then a 1.4x faster bf16 step on an AMX Xeon (benchmarks/RESULTS.md, run 9); evaluations

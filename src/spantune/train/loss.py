@@ -9,13 +9,14 @@ linear layer, batch 8 × 72 tokens, one CPU thread: 3.9 s CPU per step, against 
 model's full-logits loss and 6.2 s for TRL's default loss.
 
 Every span prompt also starts with the same tokens (chat template head, system prompt, ``Context before: «``),
-about a third of each sequence. With ``shared_prefix`` the batch is packed into one sequence: that head once,
-then each row's own tokens without padding, under an attention mask that lets every row see the head and its
-own earlier tokens only, with each row's own positions. The head's gradients flow back once, summed over the
-rows. No key/value cache is involved, so the decoder layers see one plain (longer) sequence and the path
-combines with compiled layers and gradient checkpointing. Same loss and gradients as the plain path up to
-floating-point order (tests/test_train.py); speed in benchmarks/RESULTS.md. Attention kernels that take no
-arbitrary mask (flash attention) keep the plain path.
+about a third of each sequence. With ``shared_prefix`` the batch runs as one sequence: that head once, then each
+row's own tokens after it (padded to the batch's width), with each row's own positions. Inside every attention
+layer a registered wrapper of the model's own attention (eager or sdpa, :func:`use_packed_attention`) lets the head
+attend causally to itself and each row, laid out again as ``[rows, width]``, to the head's keys and values and its
+own: every projection and MLP runs the head once, no query scores another row's keys, and the head's gradients
+flow back once, summed over the rows. No key/value cache is involved, so the path combines with compiled layers
+and gradient checkpointing. Same loss and gradients as the plain path up to floating-point order
+(tests/test_train.py); speed in benchmarks/RESULTS.md. Flash attention (no wrapper) keeps the plain path.
 
 Under mixed precision the loss's forward feeds each adapter its half-precision input as is: PEFT would cast it to
 the adapter's fp32 and autocast would cast it straight back for the matmul, a round trip that changes no value
@@ -153,7 +154,8 @@ def forward_kept(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tens
 
 class SpanSFTTrainer(SFTTrainer):
     """``SFTTrainer`` whose loss evaluates the output layer only where a label is trained, and runs the prompt
-    head the batch shares once when ``shared_prefix`` is on (not under flash attention, which takes no mask)."""
+    head the batch shares once when ``shared_prefix`` is on and the model runs :func:`use_packed_attention`'s
+    wrapper (not under flash attention)."""
 
     def __init__(self, *args: Any, shared_prefix: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
