@@ -113,12 +113,13 @@ def packed_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value:
     def own(x: torch.Tensor) -> torch.Tensor:  # [1, heads, head + rows * width, dim] -> [rows, heads, width, dim]
         return x[0, :, head:].unflatten(1, (rows, width)).transpose(0, 1).contiguous()
 
-    def with_head(x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([shared(x).expand(rows, -1, -1, -1), own(x)], dim=2)
+    def with_head(head_x: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([head_x.expand(rows, -1, -1, -1), own(x)], dim=2)
 
-    head_out, _ = attend(module, shared(query), shared(key), shared(value), causal, **kwargs)
-
-    row_out, _ = attend(module, own(query), with_head(key), with_head(value), attention_mask, **kwargs)
+    head_key, head_value = shared(key), shared(value)
+    head_out, _ = attend(module, shared(query), head_key, head_value, causal, **kwargs)
+    row_out, _ = attend(module, own(query), with_head(head_key, key), with_head(head_value, value), attention_mask,
+                        **kwargs)
     return torch.cat([head_out, row_out.reshape(1, rows * width, *row_out.shape[2:])], dim=1), None
 
 
