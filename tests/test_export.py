@@ -17,7 +17,8 @@ from spantune.schema import write_jsonl
 from support.export_fixture import EXTRA_EXAMPLES, e2e_examples, lively_tiny_model
 
 LAYOUT = ["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors",
-          "onnx/model.onnx", "onnx/model_q4.onnx", "onnx/model_quantized.onnx", "README.md", "manifest.json"]
+          "onnx/model.onnx", "onnx/model_q4.onnx", "onnx/model_quantized.onnx", "onnx/model_int8.onnx", "README.md",
+          "manifest.json"]
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,8 @@ def lively_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def exported(lively_dir: Path, examples_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("export") / "tiny-onnx"
-    export_model(ExportOptions(model=str(lively_dir), out=out, dtypes=("fp32", "q4", "q8"), verify_data=examples_file))
+    export_model(ExportOptions(model=str(lively_dir), out=out, dtypes=("fp32", "q4", "q8", "int8"),
+                               verify_data=examples_file))
     return out
 
 
@@ -86,7 +88,7 @@ def test_fp32_equals_pytorch_exactly(exported: Path, lively_dir: Path) -> None:
     assert parity["max_abs_logit_diff"] < 1e-3
 
 
-@pytest.mark.parametrize("dtype", ["fp32", "q4", "q8"])
+@pytest.mark.parametrize("dtype", ["fp32", "q4", "q8", "int8"])
 def test_logits_to_keep_limits_the_output_layer_to_the_last_rows(exported: Path, tmp_path: Path, dtype: str) -> None:
     """Every dtype's graph takes num_logits_to_keep: N > 0 gives the last N rows of what 0 (all rows) gives, and a
     decoder without the input (an older export) answers the same through the same calls."""
@@ -112,8 +114,8 @@ def test_logits_to_keep_limits_the_output_layer_to_the_last_rows(exported: Path,
 
     model = onnx.load(str(path))  # the graph before the change: logits straight from the final norm
     slicer = next(n for n in model.graph.node if n.op_type == "Slice" and n.name.startswith("/spantune/"))
-    head = next(n for n in model.graph.node if "logits" in n.output)
-    head.input[0] = slicer.input[0]
+    for node in model.graph.node:  # the output layer (or the int8 file's quantization of its input) reads it
+        node.input[:] = [slicer.input[0] if name == slicer.output[0] else name for name in node.input]
     for node in [n for n in model.graph.node if n.name.startswith("/spantune/")]:
         model.graph.node.remove(node)
     model.graph.input.remove(next(i for i in model.graph.input if i.name == LOGITS_TO_KEEP))
@@ -144,6 +146,38 @@ def test_quantized_weights_and_decoding(exported: Path, dtype: str, bits: int) -
         matmuls = [n for n in graph.node if n.op_type == "MatMul" and n.input[1] in {d.output[0] for d in dequantized}]
         assert len(matmuls) == len(dequantized)
     pred = OnnxCorrector(exported, dtype=dtype).correct(EXTRA_EXAMPLES[0])
+    assert pred.new_tokens > 0 and pred.latency_s > 0
+
+
+def test_int8_quantizes_each_token_on_its_own(exported: Path) -> None:
+    """int8: every weight MatMul is a MatMulInteger over int8 weights, the embedding an int8 table, and each
+    token's activations get their own scale, so a token's logits do not depend on the other tokens of its pass
+    (test_logits_to_keep_limits_the_output_layer_to_the_last_rows checks cached and uncached passes agree)."""
+    import numpy as np
+    import onnx
+
+    from spantune.infer.onnx_backend import OnnxCorrector, OnnxDecoder, onnx_file
+
+    graph = onnx.load(str(onnx_file(exported, "int8"))).graph
+    weights = {i.name: i for i in graph.initializer}
+    assert not [n for n in graph.node if n.op_type == "MatMul" and set(n.input) & set(weights)], "fp32 weight left"
+    fp32 = onnx.load(str(onnx_file(exported, "fp32"))).graph
+    fp32_weights = {i.name for i in fp32.initializer}
+    integer = [n for n in graph.node if n.op_type == "MatMulInteger"]
+    assert len(integer) == len([n for n in fp32.node if n.op_type == "MatMul" and n.input[1] in fp32_weights])
+    assert {weights[n.input[1]].data_type for n in integer} == {onnx.TensorProto.INT8}
+    tables = [weights[n.input[0]] for n in graph.node if n.op_type == "Gather" and n.input[0] in weights]
+    assert onnx.TensorProto.INT8 in {t.data_type for t in tables}
+    assert onnx.TensorProto.FLOAT not in {t.data_type for t in tables if len(t.dims) == 2 and t.dims[1] > 1}
+
+    ids = [1, 5, 9, 12, 7, 3]
+    decoder, reference = OnnxDecoder(onnx_file(exported, "int8")), OnnxDecoder(onnx_file(exported, "fp32"))
+    alone, _ = decoder.run(ids[-1:], len(ids) - 1, decoder.run(ids[:-1], 0, decoder.empty_past())[1], 1)
+    together, _ = decoder.run(ids, 0, decoder.empty_past(), 1)
+    np.testing.assert_allclose(alone, together, rtol=1e-5, atol=1e-5)
+    full, _ = reference.run(ids, 0, reference.empty_past(), 1)
+    assert np.abs(together - full).max() < 0.05 * np.abs(full).max()  # 8-bit rounding, not another model
+    pred = OnnxCorrector(exported, dtype="int8").correct(EXTRA_EXAMPLES[0])
     assert pred.new_tokens > 0 and pred.latency_s > 0
 
 

@@ -23,7 +23,7 @@ def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     work = tmp_path_factory.mktemp("fast")
     out = work / "export"
-    export_model(ExportOptions(model=str(lively_tiny_model(work / "tiny")), out=out, dtypes=("fp32", "q4"),
+    export_model(ExportOptions(model=str(lively_tiny_model(work / "tiny")), out=out, dtypes=("fp32", "q4", "int8"),
                                verify=False))
     return out
 
@@ -57,7 +57,7 @@ def test_a_prompt_the_head_does_not_cover_decodes_from_an_empty_cache(export_dir
     assert corrector.decoder.greedy(ids, 32, corrector.stop_ids, prefix=wrong).tokens == plain.tokens
 
 
-@pytest.mark.parametrize("dtype", ["fp32", "q4"])
+@pytest.mark.parametrize("dtype", ["fp32", "q4", "int8"])
 def test_cached_and_drafted_answers_equal_plain_greedy(export_dir: Path, examples: list[SpanExample],
                                                        dtype: str) -> None:
     from spantune.infer.onnx_backend import OnnxCorrector

@@ -155,14 +155,14 @@ def test_demo_end_to_end_on_the_tiny_model(tmp_path: Path, tiny_model_dir: Path,
 
     report = run_demo(cfg)
     text = report.read_text()
-    rows = ["untuned (first 3)", "tuned", "identity", "Harper", "tuned q4 (onnxruntime)"]
-    rows += ["tuned q4 (Transformers.js)"] if cfg.node.enabled else []
+    rows = ["untuned (first 3)", "tuned", "identity", "Harper", "tuned int8 (onnxruntime)"]
+    rows += ["tuned int8 (Transformers.js)"] if cfg.node.enabled else []
     for label in rows:
         assert f"| {label} |" in text
     state = json.loads((tmp_path / "run" / "state.json").read_text())
     assert all(step["status"] == "done" for step in state["steps"].values())
     assert (tmp_path / "run" / "train" / "adapter" / "adapter_config.json").is_file()
-    assert (tmp_path / "run" / "export" / "onnx" / "model_q4.onnx").is_file()
+    assert all((tmp_path / "run" / "export" / "onnx" / f"model_{d}.onnx").is_file() for d in ("q4", "int8"))
     # The keep margin is calibrated on real-dev spans outside the reported sample, and the export carries it.
     calibration = read_jsonl(tmp_path / "run" / "data-calibration-sample.jsonl")
     reported = {e.id for e in read_jsonl(tmp_path / "run" / "data-real-sample.jsonl")}
@@ -170,9 +170,9 @@ def test_demo_end_to_end_on_the_tiny_model(tmp_path: Path, tiny_model_dir: Path,
     margin = json.loads((tmp_path / "run" / "train" / "keep_margin.json").read_text())["margin"]
     assert json.loads((tmp_path / "run" / "export" / "keep_margin.json").read_text())["margin"] == margin
     assert f"- keep margin: {margin:g} nats/token" in text
-    if cfg.page.enabled:  # the page step timed the q4 file in Chromium against Node on the same spans
+    if cfg.page.enabled:  # the page step timed the int8 file in Chromium against Node on the same spans
         page = json.loads((tmp_path / "run" / "page" / "summary.json").read_text())
-        assert page["spans"] == 2 and page["dtype"] == "q4" and page["browser_equals_node"] == 1.0
+        assert page["spans"] == 2 and page["dtype"] == "int8" and page["browser_equals_node"] == 1.0
         assert "## The page in Chromium (WASM)" in text
 
     def refuse(*args, **kwargs):

@@ -104,11 +104,12 @@ function textStream(tokenizer, onText) {
 }
 
 /**
- * Exported files per device, fastest first, by time per forward pass (benchmarks/RESULTS.md, "Fast where it runs"):
- * onnxruntime-node runs 4-bit MatMulNBits fastest; onnxruntime-web's WASM build runs 8-bit MatMulNBits slowest,
- * and the 4-bit file, folded into fp32 weights at load (withQuantConfig), as fast as fp32 from a 6x smaller download.
+ * Exported files per device, fastest first, by time per span (benchmarks/RESULTS.md, runs 13 and 15): int8 (8-bit
+ * weights, each token's activations quantized on their own: MatMulInteger, VNNI natively and 128-bit SIMD in WASM)
+ * leads on both; then 4-bit MatMulNBits natively, and in WASM the 4-bit file folded into fp32 weights at load
+ * (withQuantConfig), as fast as fp32 from a 6x smaller download; onnxruntime-web runs 8-bit MatMulNBits slowest.
  */
-export const SPEED_ORDER = { cpu: ['q4', 'fp32', 'q8'], wasm: ['q4', 'fp32', 'q8'] };
+export const SPEED_ORDER = { cpu: ['int8', 'q4', 'fp32', 'q8'], wasm: ['int8', 'q4', 'fp32', 'q8'] };
 
 /** The largest file a browser loads by default, as a share of fp32's size: a 650 MB download is no answer. */
 export const MAX_BROWSER_SIZE_RATIO = 0.3;

@@ -58,6 +58,16 @@ test('defaultDtype: q4 on WebGPU; elsewhere the fastest file for the device that
   assert.equal(defaultDtype('wasm', manifest(8, 9, ['q4', 'q8'])), 'q8');
   assert.equal(defaultDtype('wasm', manifest(2, 1, ['q4', 'q8'])), 'q4'); // none faithful: the most faithful
   assert.equal(defaultDtype('wasm', { dtypes: ['q8', 'q4'] }), 'q4'); // no parity records: the fastest file
+  // int8 (per-token 8-bit activations) is the fastest file on CPU and WASM, q4 stays WebGPU's
+  const withInt8 = (int8, q4) => ({ dtypes: ['fp32', 'q4', 'int8'], size_ratio_vs_fp32: { fp32: 1, q4: 0.16, int8: 0.26 },
+    parity: { dtypes: { fp32: { same_as_torch: 9, examples: 9 }, q4: { same_as_torch: q4, examples: 9 },
+      int8: { same_as_torch: int8, examples: 9 } } } });
+  assert.equal(defaultDtype('wasm', withInt8(9, 9)), 'int8');
+  assert.equal(defaultDtype('cpu', withInt8(9, 9)), 'int8');
+  assert.equal(defaultDtype('webgpu', withInt8(9, 9)), 'q4');
+  assert.equal(defaultDtype('wasm', withInt8(8, 7)), 'int8'); // neither faithful: the more faithful
+  assert.equal(defaultDtype('wasm', withInt8(7, 9)), 'q4');
+  assert.equal(defaultDtype('cpu', withInt8(8, 9)), 'q4');
 });
 
 test('withQuantConfig: WASM folds the 4-bit pairs into fp32 weights, native runtimes fuse them at the export\'s level', () => {
@@ -76,7 +86,7 @@ test('the prompt head ids are Python\'s and a token prefix of every prompt', asy
   assert.equal(coversPrefix(corrector.prefixIds, corrector.prefixIds), false);
 });
 
-for (const dtype of ['fp32', 'q4']) {
+for (const dtype of ['fp32', 'q4', 'int8']) {
   test(`${dtype}: cached and drafted answers equal plain greedy (prompt cases + golden set)`, async () => {
     const fast = await createSpanCorrector({ modelPath: MODEL, dtype, device: 'cpu' });
     const plain = await createSpanCorrector({ modelPath: MODEL, dtype, device: 'cpu', prefixCache: false, copyDraft: false });

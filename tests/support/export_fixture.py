@@ -31,7 +31,7 @@ FIXTURES = SUPPORT.parents[1] / "fixtures"
 PROMPT_CASES = FIXTURES / "prompt_cases.jsonl"
 #: Where the files a stamp names live: ``ROOT/relative/path``.
 ROOTS = {"spantune": Path(spantune.__file__).resolve().parent, "support": SUPPORT, "fixtures": FIXTURES}
-DTYPES = ("fp32", "q4", "q8")
+DTYPES = ("fp32", "q4", "q8", "int8")
 #: std of the re-initialised weights: the default 0.02 makes a tiny model repeat one token forever,
 #: which would make "same tokens as Python" a check that cannot fail.
 LIVELY_STD = 0.3

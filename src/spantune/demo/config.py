@@ -43,8 +43,11 @@ class EvalPart:
 
 @dataclass
 class ExportPart:
-    dtypes: list[str] = field(default_factory=lambda: ["fp32", "q4"])
+    dtypes: list[str] = field(default_factory=lambda: ["fp32", "q4", "int8"])
     verify_limit: int | None = 40
+    #: the small file the demo evaluates on the golden set (onnxruntime, Transformers.js in Node) and times in the
+    #: page: the one Node and the page load by default (defaultDtype in js/src/corrector.js; q4 is WebGPU's)
+    small: str = "int8"
 
 
 @dataclass
@@ -56,7 +59,6 @@ class NodePart:
 @dataclass
 class PagePart:
     enabled: bool = True  #: skipped, saying so, where Chromium is not installed (`make browser`)
-    dtype: str = "q4"  #: the file the page loads by default on WASM (defaultDtype in js/src/corrector.js)
     spans: int = 10  #: golden spans timed in the page and in Node, after one untimed warm-up
     threads: int = 1  #: WASM threads in the page (and onnxruntime-node intra-op threads)
 

@@ -39,7 +39,7 @@ def node_facts(run: Path, reference: Path) -> dict[str, Any]:
     if not shared:
         raise SpantuneError(f"{reference} holds none of the spans decoded by Transformers.js in {run}")
     return {"n": len(rows), "load_s": report["system"]["load_s"],
-            "agreement_with_onnxruntime_q4": {
+            "dtype": report["system"].get("dtype"), "agreement_with_onnxruntime": {
                 "n": len(shared), "raw": sum(a.raw == b.raw for a, b in shared) / len(shared),
                 "inserted_text": sum(a.prediction == b.prediction for a, b in shared) / len(shared)}}
 
@@ -106,10 +106,10 @@ def write_report(run_dir: Path, model: str, steps: list[tuple[str, str, float]],
                      f"max |Δlogit| {p['max_abs_logit_diff']:.3g}")
     lines.append("")
     if node is not None:
-        agree = node["agreement_with_onnxruntime_q4"]
+        agree, dtype = node["agreement_with_onnxruntime"], node["dtype"]
         lines += ["## Transformers.js (Node)", "",
-                  f"- {node['n']} golden spans decoded by Transformers.js q4 in Node (model load {node['load_s']} s)",
-                  f"- same raw output as Python onnxruntime q4 on {agree['raw']:.1%} of {agree['n']} spans "
+                  f"- {node['n']} golden spans decoded by Transformers.js {dtype} in Node (model load {node['load_s']} s)",
+                  f"- same raw output as Python onnxruntime {dtype} on {agree['raw']:.1%} of {agree['n']} spans "
                   f"(same inserted text: {agree['inserted_text']:.1%})", ""]
     if page is not None:
         w, c, n = page["browser_worker"], page["browser_click_to_shown"], page["node"]

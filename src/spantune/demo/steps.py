@@ -227,8 +227,8 @@ class Demo:
                               inputs, run)
 
     def node(self, exported: Done, reference: SystemRow, golden: tuple[str, str]) -> None:
-        """The q4 export in Transformers.js (Node) on the golden set: an eval of the ``node:`` system like any
-        other row, then compared with ``reference`` (onnxruntime q4) on the same spans."""
+        """The export's small file in Transformers.js (Node) on the golden set: an eval of the ``node:`` system like
+        any other row, then compared with ``reference`` (onnxruntime, the same file) on the same spans."""
         from spantune.demo.report import node_facts
         from spantune.evaluate.systems import NODE_PREFIX
         from spantune.infer.node_backend import DEFAULT_JS_DIR, harness_path
@@ -236,7 +236,9 @@ class Demo:
         if not self.cfg.node.enabled:
             self.console.print(f"[yellow]-[/] {self.title(8, 'Transformers.js (Node)')}: skipped (node.enabled: false)")
             return
-        system = SystemRow("tuned q4 (Transformers.js)", f"{NODE_PREFIX}{exported.result['dir']}", exported.key, "q4",
+        small = self.cfg.export.small
+        system = SystemRow(f"tuned {small} (Transformers.js)", f"{NODE_PREFIX}{exported.result['dir']}", exported.key,
+                           small,
                            inputs={"js_lock_sha256": file_digest(DEFAULT_JS_DIR / "package-lock.json"),
                                    "harness_sha256": file_digest(harness_path(DEFAULT_JS_DIR))})
         self._eval(8, system, "golden", *golden, self.cfg.node.limit)
@@ -258,13 +260,14 @@ class Demo:
             return
         out = self.run_dir / "page"
         page_files = sorted((DEFAULT_JS_DIR / "demo").glob("*.*")) + [DEFAULT_JS_DIR / "src" / "corrector.js"]
-        inputs = {"export": exported.key, "data_sha256": golden[1], "dtype": pcfg.dtype, "spans": pcfg.spans,
+        dtype = self.cfg.export.small
+        inputs = {"export": exported.key, "data_sha256": golden[1], "dtype": dtype, "spans": pcfg.spans,
                   "threads": pcfg.threads, "js_lock_sha256": file_digest(DEFAULT_JS_DIR / "package-lock.json"),
                   "page_sha256": {p.name: file_digest(p) for p in page_files}}
 
         def run(resume: bool) -> dict[str, Any]:
             result = drive_browser(Path(exported.result["dir"]), page_cases(Path(golden[0]), pcfg.spans),
-                                   fresh_dir(out, False), screenshot=out / "demo.png", warmup=1, dtype=pcfg.dtype,
+                                   fresh_dir(out, False), screenshot=out / "demo.png", warmup=1, dtype=dtype,
                                    threads=pcfg.threads)
             summary = summarize(result)
             write_json(out / "summary.json", summary)
@@ -273,7 +276,7 @@ class Demo:
                                f"same answer as Node on {summary['browser_equals_node']:.0%}")
             return {**summary, "outputs": [str(out / "summary.json")]}
 
-        self.page_facts = self.cache.run("page", f"{title}: {pcfg.dtype}, {pcfg.threads} thread(s)", inputs, run).result
+        self.page_facts = self.cache.run("page", f"{title}: {dtype}, {pcfg.threads} thread(s)", inputs, run).result
 
 
 def run_demo(cfg: DemoConfig, force: bool = False) -> Path:
@@ -300,9 +303,10 @@ def run_demo(cfg: DemoConfig, force: bool = False) -> Path:
     for system in (SystemRow("identity", "identity"), SystemRow("Harper", "harper")):
         demo.evaluate(6, system, sets)
     exported = demo.export(trained)
-    q4 = SystemRow("tuned q4 (onnxruntime)", f"{ONNX_PREFIX}{exported.result['dir']}", exported.key, "q4")
-    demo.evaluate(7, q4, {"golden": sets["golden"]})
-    demo.node(exported, q4, sets["golden"])
+    small = SystemRow(f"tuned {cfg.export.small} (onnxruntime)", f"{ONNX_PREFIX}{exported.result['dir']}",
+                      exported.key, cfg.export.small)
+    demo.evaluate(7, small, {"golden": sets["golden"]})
+    demo.node(exported, small, sets["golden"])
     demo.page(exported, sets["golden"])
     report = write_report(demo.run_dir, cfg.model, demo.cache.log, demo.evals, demo.node_facts, demo.page_facts,
                           sets, trained, exported)

@@ -22,7 +22,7 @@ from spantune.export.folder import (carry_keep_margin, check_rope_config, file_h
 from spantune.export.onnx import QuantOptions, check_grid, dtype_quant
 from spantune.infer.onnx_backend import DTYPE_SUFFIX, onnx_file
 
-DEFAULT_DTYPES = ("fp32", "q4")
+DEFAULT_DTYPES = ("fp32", "q4", "int8")  # int8: CPU and WASM (js defaultDtype); q4: WebGPU
 #: Build order: q4f16 is made from fp16.
 DTYPE_ORDER = ("fp32", "fp16", "q4", "q4f16", "q8", "int8")
 

@@ -30,6 +30,7 @@ import logging
 import re
 import shutil
 import warnings
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -205,17 +206,92 @@ def convert_fp16(source: Path, target: Path) -> Path:
 
 
 def quantize_int8(source: Path, target: Path) -> Path:
-    """Dynamic 8-bit weights for MatMul (onnxruntime ``quantize_dynamic``; Transformers.js dtype ``int8``)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    """8-bit weights and 8-bit activations with one scale per token (Transformers.js dtype ``int8``).
 
-    with quiet_quantizer():
-        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
-                         use_external_data_format=source.stat().st_size > _PROTOBUF_LIMIT)
+    Every MatMul with a constant weight becomes ``MatMulInteger`` over int8 weights (one scale per output column)
+    and uint8 activations quantized inside the graph with one scale per token (its largest magnitude / 127, zero
+    point 128); the embedding table becomes int8 rows with one scale each. onnxruntime's ``quantize_dynamic``
+    takes one activation scale over the whole pass instead, so a token's answer depended on which other tokens
+    shared its pass and the prefix cache and copy drafts changed answers (benchmarks/RESULTS.md, run 13); here a
+    token's product depends on that token alone. ~26 % of fp32's size on SmolLM2-135M.
+    """
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(source))
+    graph = model.graph
+    uses = Counter(name for node in graph.node for name in node.input)
+    # weights one node reads (a table shared with another node stays as it is)
+    weights = {init.name: init for init in graph.initializer if uses[init.name] == 1}
+    added: list[Any] = []
+    replaced: set[str] = set()
+
+    def replace(name: str) -> Any:
+        """The fp32 values of weight ``name``, which the int8 graph no longer keeps."""
+        replaced.add(name)
+        return numpy_helper.to_array(weights[name]).astype(np.float32)
+
+    def const(name: str, value: Any) -> str:
+        added.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def int8_rows(table: Any, axis: int) -> tuple[Any, Any]:
+        """``table`` as int8 with one scale per slice along ``axis`` (symmetric, largest magnitude → 127)."""
+        scale = np.maximum(np.abs(table).max(axis=axis, keepdims=True), 1e-30) / 127.0
+        return np.clip(np.round(table / scale), -127, 127).astype(np.int8), scale.astype(np.float32)
+
+    p = "/spantune/int8"
+    axes, tiny, top, zero = (const(f"{p}/axes", np.array([-1], np.int64)), const(f"{p}/tiny", np.float32(1e-30)),
+                             const(f"{p}/127", np.float32(127.0)), const(f"{p}/zp", np.uint8(128)))
+    unit = const(f"{p}/unit", np.float32(1.0))
+    tokens: dict[str, tuple[str, str]] = {}  # activation → (its uint8 tokens, their scales): q, k and v share one
+
+    def quantized_tokens(x: str) -> tuple[list[Any], str, str]:
+        if x in tokens:
+            return [], *tokens[x]
+        t = f"{p}/tokens{len(tokens)}"
+        tokens[x] = (f"{t}/q", f"{t}/scale")
+        return [helper.make_node("Abs", [x], [f"{t}/abs"]),
+                helper.make_node("ReduceMax", [f"{t}/abs", axes], [f"{t}/max"], keepdims=1),
+                helper.make_node("Max", [f"{t}/max", tiny], [f"{t}/top"]),
+                helper.make_node("Div", [f"{t}/top", top], [f"{t}/scale"]),
+                helper.make_node("Div", [top, f"{t}/top"], [f"{t}/inverse"]),
+                helper.make_node("Mul", [x, f"{t}/inverse"], [f"{t}/scaled"]),
+                helper.make_node("QuantizeLinear", [f"{t}/scaled", unit, zero], [f"{t}/q"])], *tokens[x]
+
+    nodes: list[Any] = []
+    for node in graph.node:
+        if node.op_type == "MatMul" and node.input[1] in weights:
+            w, w_scale = int8_rows(replace(node.input[1]), axis=0)
+            quantize, q, scale = quantized_tokens(node.input[0])
+            o = node.output[0]
+            nodes += quantize + [
+                helper.make_node("MatMulInteger", [q, const(f"{node.input[1]}/int8", w), zero], [f"{o}/int32"],
+                                 name=f"{node.name}Integer"),
+                helper.make_node("Cast", [f"{o}/int32"], [f"{o}/float"], to=TensorProto.FLOAT),
+                helper.make_node("Mul", [f"{o}/float", const(f"{node.input[1]}/scale", w_scale[0])], [f"{o}/columns"]),
+                helper.make_node("Mul", [f"{o}/columns", scale], [o])]
+        elif node.op_type == "Gather" and node.input[0] in weights:
+            table, row_scale = int8_rows(replace(node.input[0]), axis=1)
+            ids, o = node.input[1], node.output[0]
+            nodes += [helper.make_node("Gather", [const(f"{node.input[0]}/int8", table), ids], [f"{o}/int8"]),
+                      helper.make_node("Gather", [const(f"{node.input[0]}/scale", row_scale), ids], [f"{o}/scale"]),
+                      helper.make_node("Cast", [f"{o}/int8"], [f"{o}/float"], to=TensorProto.FLOAT),
+                      helper.make_node("Mul", [f"{o}/float", f"{o}/scale"], [o])]
+        else:
+            nodes.append(node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    kept = [init for init in graph.initializer if init.name not in replaced]
+    del graph.initializer[:]
+    graph.initializer.extend(kept + added)
+    save_model(model, target)
     return target
 
 
 def dtype_quant(dtype: str, opts: QuantOptions) -> QuantOptions | None:
-    """The block-quantization settings behind a dtype (None for fp32, fp16 and dynamic int8)."""
+    """The block-quantization settings behind a dtype (None for fp32, fp16 and int8)."""
     if dtype in ("q4", "q4f16"):
         return opts
     if dtype == "q8":
