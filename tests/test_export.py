@@ -179,6 +179,9 @@ def test_int8_quantizes_each_token_on_its_own(exported: Path) -> None:
     assert np.abs(together - full).max() < 0.05 * np.abs(full).max()  # 8-bit rounding, not another model
     pred = OnnxCorrector(exported, dtype="int8").correct(EXTRA_EXAMPLES[0])
     assert pred.new_tokens > 0 and pred.latency_s > 0
+    scheme = json.loads((exported / "manifest.json").read_text())["quantization"]["int8"]
+    assert scheme["activations"].startswith("uint8, one scale per token")
+    assert f"- int8: {scheme['method']}: weights int8" in (exported / "README.md").read_text()
 
 
 def test_eight_bit_nodes_option(exported: Path, tmp_path: Path) -> None:

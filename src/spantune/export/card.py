@@ -38,6 +38,10 @@ def _source_lines(source: dict[str, Any]) -> list[str]:
 def _quant_lines(quantization: dict[str, dict[str, Any]]) -> list[str]:
     lines = []
     for dtype, q in quantization.items():
+        if "activations" in q:  # int8: no blocks
+            lines.append(f"- {dtype}: {q['method']}: weights {q['weights']}; activations {q['activations']}; "
+                         f"embedding {q['embedding']}")
+            continue
         pattern = q["eight_bit_nodes"]
         four = "4-bit MatMuls (int4 DequantizeLinear + MatMul: fused to MatMulNBits natively, fp32 in WASM)"
         eight = ("8-bit MatMuls" if pattern == "." else f"8-bit MatMuls matching `{pattern}`, the others {four}"
@@ -149,16 +153,17 @@ def model_card(manifest: dict[str, Any], run_card: str | None = None) -> str:
         "",
         "```js",
         "import { createSpanCorrector } from 'spantune';  // js/ in the spantune repository",
-        "const corrector = await createSpanCorrector({ modelPath: '/path/to/this/folder', dtype: 'q4' });",
+        "// dtype left out: the fastest faithful file for the device (int8 in Node and on WASM when exported, q4 on WebGPU)",
+        "const corrector = await createSpanCorrector({ modelPath: '/path/to/this/folder' });",
         "const { text } = await corrector.correct({ ctx_before: 'She said', span_in: 'it are', ctx_after: ' fine.' });",
         "```",
         "",
         "or with Transformers.js directly: `env.allowRemoteModels = false; "
         "env.localModelPath = '/path/to/parent';` then "
-        "`AutoModelForCausalLM.from_pretrained('this-folder-name', { dtype: 'q4' })`.",
+        "`AutoModelForCausalLM.from_pretrained('this-folder-name', { dtype: 'int8' })` (or `'q4'`, `'fp32'`).",
         "",
-        "Python: `spantune eval --system onnx:/path/to/this/folder --dtype q4 --data fixtures/span_eval.jsonl`, or "
-        "`spantune.infer.onnx_backend.OnnxCorrector('/path/to/this/folder', dtype='q4')`.",
+        "Python: `spantune eval --system onnx:/path/to/this/folder --dtype int8 --data fixtures/span_eval.jsonl`, or "
+        "`spantune.infer.onnx_backend.OnnxCorrector('/path/to/this/folder', dtype='int8')`.",
         "",
         f"Exported {manifest['created']} with {versions}.",
         "",

@@ -205,6 +205,13 @@ def convert_fp16(source: Path, target: Path) -> Path:
     return target
 
 
+#: what :func:`quantize_int8` writes, for the manifest and the model card
+INT8_SCHEME = {"method": "spantune per-token int8 (MatMulInteger)",
+               "weights": "int8, one scale per output column, symmetric",
+               "activations": "uint8, one scale per token (largest magnitude / 127, zero point 128), computed in the graph",
+               "embedding": "int8 rows, one scale each"}
+
+
 def quantize_int8(source: Path, target: Path) -> Path:
     """8-bit weights and 8-bit activations with one scale per token (Transformers.js dtype ``int8``).
 
