@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=ROOT / "fixtures" / "span_eval.jsonl", help="span JSONL")
     parser.add_argument("--limit", type=int, default=20, help="spans to time (default 20)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed spans first (default 1)")
-    parser.add_argument("--dtypes", default="q4,q8", help="exported precisions to load, comma-separated (default q4,q8)")
+    parser.add_argument("--dtypes", default="int8,q4",
+                        help="exported precisions to load, comma-separated (default int8,q4)")
     parser.add_argument("--threads", default="1,2",
                         help="WASM threads in the page and onnxruntime-node intra-op threads, comma-separated "
                              "(default 1,2)")

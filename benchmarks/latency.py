@@ -1,7 +1,7 @@
-"""Per-span CPU latency of an export: PyTorch fp32 greedy (baseline), onnxruntime fp32/q4/q8 plain and fast, Transformers.js.
+"""Per-span CPU latency of an export: PyTorch fp32 greedy (baseline), onnxruntime plain and fast, Transformers.js.
 
     python benchmarks/latency.py --export EXPORT_DIR [--data fixtures/span_eval.jsonl] [--limit 50] [--threads 1]
-        [--dtypes fp32,q4,q8] [--skip-node]
+        [--dtypes fp32,q4,int8,q8] [--skip-node]
 
 Every backend corrects the same spans in the same run, one at a time, after one warm-up span, with the
 same thread count. A span's latency is the whole ``correct()`` call: prompt rendering, tokenization,
@@ -109,7 +109,7 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=50)
     parser.add_argument("--threads", type=int, default=1,
                         help="threads for every backend (default 1: on a shared CPU more threads oversubscribe it)")
-    parser.add_argument("--dtypes", default="fp32,q4,q8", help="exported files to time (those present)")
+    parser.add_argument("--dtypes", default="fp32,q4,int8,q8", help="exported files to time (those present)")
     parser.add_argument("--skip-node", action="store_true", help="leave out Transformers.js (no node here)")
     parser.add_argument("--json", type=Path, help="write raw latencies here")
     args = parser.parse_args()

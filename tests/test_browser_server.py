@@ -25,8 +25,10 @@ def fake_model(folder: Path) -> Path:
     """A folder with the files serve-demo checks for (their content does not matter to the server)."""
     for name in REQUIRED_MODEL_FILES:
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        (folder / name).write_text("{}" if name.endswith(".json") else "onnx")
-    (folder / "onnx" / "model.onnx").write_text("onnx")
+        (folder / name).write_text("{}")
+    (folder / "onnx").mkdir(exist_ok=True)
+    for name in ("model.onnx", "model_q4.onnx"):
+        (folder / "onnx" / name).write_text("onnx")
     return folder
 
 
@@ -47,12 +49,31 @@ def get(url: str) -> tuple[int, Message, bytes]:
         return err.code, err.headers, b""
 
 
-def test_missing_q4_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_folder_without_onnx_files_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     model = fake_model(tmp_path / "model")
-    (model / "onnx" / "model_q4.onnx").unlink()
+    for onnx in (model / "onnx").glob("*.onnx"):
+        onnx.unlink()
     assert main(["serve-demo", str(model), "--port", "0"]) == 1
     err = capsys.readouterr().err.strip()
-    assert err.startswith("spantune: error: ") and "missing onnx/model_q4.onnx" in err and "\n" not in err
+    assert err.startswith("spantune: error: ") and "missing onnx/model*.onnx" in err and "\n" not in err
+
+
+def test_any_exported_file_is_enough(tmp_path: Path) -> None:
+    model = fake_model(tmp_path / "model")
+    (model / "onnx" / "model_q4.onnx").unlink()  # an export of fp32 and int8 only: the page picks among those
+    make_server(model, port=0, quiet=True).server_close()
+
+
+def test_a_browser_dropping_a_download_prints_no_traceback(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    server = make_server(fake_model(tmp_path / "model"), port=0, quiet=True)
+    for error, printed in ((ConnectionResetError(104, "Connection reset by peer"), False), (ValueError("bug"), True)):
+        try:
+            raise error
+        except Exception:
+            server.handle_error(None, ("127.0.0.1", 1))
+        assert ("Traceback" in capsys.readouterr().err) is printed
+    server.server_close()
 
 
 def test_missing_node_modules_says_npm_ci(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Callable
 
 import pytest
 import torch
@@ -34,25 +35,28 @@ def _lr(scheduler: torch.optim.lr_scheduler.LambdaLR) -> float:
     return scheduler.optimizer.param_groups[0]["lr"]
 
 
-def _run(budget_s: float, max_steps: int = 1000, eval_every: int = 200) -> tuple[GracefulStop, list[float], float, int]:
-    """Simulate a run: each step 1 s, an evaluation 30 s after every ``eval_every``-th step and at a budget stop.
-    Returns the callback, the learning rate of every step, when the run (last evaluation included) ended and
-    at which step."""
+def _run(budget_s: float, max_steps: int = 1000, eval_every: int = 200,
+         step_s: Callable[[int], float] = lambda step: 1.0) -> tuple[GracefulStop, list[float], float, int]:
+    """Simulate a run: step ``n`` takes ``step_s(n)`` seconds, an evaluation 30 s after every ``eval_every``-th step
+    and at a budget stop. Returns the callback, the learning rate of every step, when the run (last evaluation
+    included) ended and at which step; ``stopper.ends`` records the fitted end after every step."""
     clock = Clock()
     stopper = GracefulStop(clock.now + budget_s, clock=clock)
     scheduler = _scheduler(max_steps)
     args = SimpleNamespace(eval_strategy="steps", output_dir="unused")
     state = SimpleNamespace(global_step=0, max_steps=max_steps, eval_steps=eval_every)
     rates = []
+    stopper.ends = []
     for step in range(1, max_steps + 1):
         control = SimpleNamespace(should_save=False, should_evaluate=False, should_training_stop=False)
         stopper.on_step_begin(args, state, control)
         rates.append(_lr(scheduler))
-        clock.now += 1.0
+        clock.now += step_s(step)
         scheduler.optimizer.step()
         scheduler.step()
         state.global_step = step
         stopper.on_step_end(args, state, control, lr_scheduler=scheduler)
+        stopper.ends.append(stopper.end)
         if step % eval_every == 0 or control.should_evaluate:
             clock.now += 30.0
         if control.should_training_stop:
@@ -72,6 +76,18 @@ def test_a_short_budget_ends_the_schedule_early_and_the_run_inside_it() -> None:
     assert ended - start <= budget
     assert rates[-1] < 0.01 * LR, "the schedule annealed by the fitted end"
     assert max(rates) == pytest.approx(LR)
+
+
+def test_the_end_moves_later_when_the_steps_speed_up() -> None:
+    """A slow stretch (2 s steps, e.g. a busy shared machine) then 1 s steps: the end first moves early, then
+    later again as the fast steps fill the window, and the run still ends inside the budget, annealed."""
+    budget = 1000.0
+    stopper, rates, ended, step = _run(budget, step_s=lambda n: 2.0 if n <= 300 else 1.0)
+    earliest = min(e for e in stopper.ends if e is not None)
+    assert earliest < 480, "the slow steps moved the end early"
+    assert stopper.end == step >= earliest + 100, "the fast steps gave the time back"
+    assert stopper.out_of_time and ended - 1000.0 <= budget
+    assert rates[-1] < 0.01 * LR
 
 
 def test_a_budget_every_step_fits_changes_nothing() -> None:

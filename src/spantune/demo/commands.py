@@ -53,7 +53,7 @@ def add_serve_demo(subparsers: argparse._SubParsersAction) -> None:
     s = subparsers.add_parser("serve-demo", help="serve the in-browser span corrector demo on localhost",
                               description="Serve js/demo with an exported model folder (offline, same origin).")
     s.add_argument("model_dir", metavar="MODEL_DIR",
-                   help="folder written by `spantune export` (needs onnx/model_q4.onnx)")
+                   help="folder written by `spantune export`")
     s.add_argument("--port", type=int, default=8000, help="TCP port (0 = any free port; default 8000)")
     s.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     s.add_argument("--js-dir", default=str(DEFAULT_JS_DIR), help="the spantune js/ folder (default: this checkout's)")

@@ -12,18 +12,20 @@ from __future__ import annotations
 import json
 import posixpath
 import re
+import sys
 import threading
 import urllib.parse
 from dataclasses import dataclass
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 from spantune.errors import SpantuneError
 from spantune.infer.node_backend import DEFAULT_JS_DIR
 
 MODEL_NAME = "spantune"
-REQUIRED_MODEL_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "onnx/model_q4.onnx")
+REQUIRED_MODEL_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json")  #: and at least one onnx/model*.onnx
 TRANSFORMERS_DIST = "node_modules/@huggingface/transformers/dist"
 ORT_DIST_CANDIDATES = (  # npm nests onnxruntime-web under transformers when versions conflict
     "node_modules/@huggingface/transformers/node_modules/onnxruntime-web/dist",
@@ -74,9 +76,11 @@ def check_site(model_dir: Path, js_dir: Path = DEFAULT_JS_DIR) -> DemoSite:
     if not model_dir.is_dir():
         raise SpantuneError(f"{model_dir}: not a folder (pass the folder written by `spantune export`)")
     missing = [f for f in REQUIRED_MODEL_FILES if not (model_dir / f).is_file()]
+    if not any((model_dir / "onnx").glob("model*.onnx")):  # the page loads the file its device needs
+        missing.append("onnx/model*.onnx")
     if missing:
         raise SpantuneError(f"{model_dir}: missing {', '.join(missing)} "
-                            "(export it with: spantune export --model MODEL --out DIR --dtypes q4)")
+                            "(export it with: spantune export --model MODEL --out DIR)")
     if not (js_dir / "demo" / "index.html").is_file():
         raise SpantuneError(f"{js_dir / 'demo'}: the demo page is missing (index.html)")
     site = DemoSite(model_dir.resolve(), js_dir.resolve())
@@ -153,12 +157,21 @@ class DemoHandler(SimpleHTTPRequestHandler):
             super().log_message(format, *args)
 
 
+class DemoServer(ThreadingHTTPServer):
+    """The stdlib server, minus the traceback it prints when a browser drops a connection mid-file (a page
+    closed or a request cancelled while the model downloads): that is the client's choice, not an error."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 def make_server(model_dir: Path, host: str = "127.0.0.1", port: int = 8000, js_dir: Path = DEFAULT_JS_DIR,
                 quiet: bool = False) -> ThreadingHTTPServer:
     """A ready (bound, not yet serving) demo server; port 0 picks a free port (tests use it)."""
     site = check_site(model_dir, js_dir)
     try:
-        return ThreadingHTTPServer((host, port), partial(DemoHandler, site=site, quiet=quiet))
+        return DemoServer((host, port), partial(DemoHandler, site=site, quiet=quiet))
     except OSError as exc:
         raise SpantuneError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
 

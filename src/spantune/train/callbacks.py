@@ -172,10 +172,12 @@ class GracefulStop(TrainerCallback):
     With a time budget, the learning-rate schedule is fitted to it: from the measured cost of a step and of
     an evaluation, the run predicts how many steps fit before ``deadline`` (one last evaluation included) and,
     if fewer than ``max_steps``, moves the schedule's end there, so a slower machine trains a shorter run that
-    still anneals instead of one cut off at a high learning rate. The end only ever moves earlier; on a
-    machine fast enough for every step nothing changes. The time budget (the fitted end or the deadline) also
-    triggers a last evaluation, so the best-checkpoint choice sees the final weights; Ctrl-C only saves. Under
-    DDP the ranks agree (max over ranks for flags, min for the end) before acting.
+    still anneals instead of one cut off at a high learning rate. If the steps speed up again (a shared machine's
+    load drops), the end moves later by at least ``max_steps // 50`` steps at a time, up to ``max_steps``, so a
+    slow stretch does not cost the rest of the budget; on a machine fast enough for every step nothing changes.
+    The time budget (the fitted end or the deadline) also triggers a last evaluation, so the best-checkpoint
+    choice sees the final weights; Ctrl-C only saves. Under DDP the ranks agree (max over ranks for flags, min
+    for the end) before acting.
     """
 
     FIT_EVERY = 10  #: steps between predictions
@@ -240,8 +242,8 @@ class GracefulStop(TrainerCallback):
         per_step = window[len(window) // 2]
         left = self.deadline - self.clock()
 
-        def cost(n: int) -> float:  # n more steps, the evaluations among them and the last one
-            evals = 1 + (((step + n - 1) // eval_every - step // eval_every) if eval_every else 0)
+        def cost(n: int) -> float:  # n more steps, the evaluations due after steps step..step+n-1, the last one
+            evals = 1 + (((step + n - 1) // eval_every - (step - 1) // eval_every) if eval_every else 0)
             return n * per_step + evals * self.pause
 
         if cost(max_steps - step) <= left:
@@ -256,13 +258,15 @@ class GracefulStop(TrainerCallback):
         eval_every = state.eval_steps if args.eval_strategy != "no" and state.eval_steps else None
         end = self.predict_end(state.global_step, state.max_steps, eval_every)
         end = int(self._agree(end if end is not None else state.max_steps, op="min")[0])
-        if end >= (self.end or state.max_steps):
-            return
         told = self.end
+        step_up = max(1, state.max_steps // 50)  # later only by this much: no jitter from step to step
+        if end >= (told or state.max_steps) and not (told is not None and end - told >= step_up):
+            return
         self.end = end
         rescaled = lr_scheduler is not None and fit_schedule(lr_scheduler, end)
-        if (told is None or told - end >= state.max_steps // 50) and _dist()[0] == 0:
-            print(f"\ntime budget (train.max_minutes): {state.max_steps:,} steps would not fit; training ends at step "
+        if (told is None or abs(told - end) >= step_up) and _dist()[0] == 0:
+            fits = "fit" if end == state.max_steps else "would not fit"
+            print(f"\ntime budget (train.max_minutes): {state.max_steps:,} steps {fits}; training ends at step "
                   f"{end:,}" + (" and its learning-rate schedule with it" if rescaled else ""), flush=True)
 
     @staticmethod
