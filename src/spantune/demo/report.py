@@ -108,7 +108,8 @@ def write_report(run_dir: Path, model: str, steps: list[tuple[str, str, float]],
     if node is not None:
         agree, dtype = node["agreement_with_onnxruntime"], node["dtype"]
         lines += ["## Transformers.js (Node)", "",
-                  f"- {node['n']} golden spans decoded by Transformers.js {dtype} in Node (model load {node['load_s']} s)",
+                  f"- {node['n']} golden spans decoded by Transformers.js {dtype} in Node "
+                  f"(model load {node['load_s']} s)",
                   f"- same raw output as Python onnxruntime {dtype} on {agree['raw']:.1%} of {agree['n']} spans "
                   f"(same inserted text: {agree['inserted_text']:.1%})", ""]
     if page is not None:

@@ -208,7 +208,8 @@ def convert_fp16(source: Path, target: Path) -> Path:
 #: what :func:`quantize_int8` writes, for the manifest and the model card
 INT8_SCHEME = {"method": "spantune per-token int8 (MatMulInteger)",
                "weights": "int8, one scale per output column, symmetric",
-               "activations": "uint8, one scale per token (largest magnitude / 127, zero point 128), computed in the graph",
+               "activations": ("uint8, one scale per token (largest magnitude / 127, zero point 128), "
+                               "computed in the graph"),
                "embedding": "int8 rows, one scale each"}
 
 
