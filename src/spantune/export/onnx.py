@@ -221,7 +221,7 @@ def quantize_int8(source: Path, target: Path) -> Path:
     point 128); the embedding table becomes int8 rows with one scale each. onnxruntime's ``quantize_dynamic``
     takes one activation scale over the whole pass instead, so a token's answer depended on which other tokens
     shared its pass and the prefix cache and copy drafts changed answers (benchmarks/RESULTS.md, run 13); here a
-    token's product depends on that token alone. ~26 % of fp32's size on SmolLM2-135M.
+    token's product depends on that token alone. ~25 % of fp32's size on SmolLM2-135M.
     """
     import numpy as np
     import onnx
