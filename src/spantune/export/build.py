@@ -19,7 +19,7 @@ from spantune import interrupts
 from spantune.errors import SpantuneError
 from spantune.export.folder import (carry_keep_margin, check_rope_config, file_hashes, generation_config, make_readable,
                                     onnx_sizes, run_card, save_merged, set_transformersjs_config, source_info)
-from spantune.export.onnx import INT8_SCHEME, QuantOptions, check_grid, dtype_quant
+from spantune.export.onnx import QuantOptions, check_grid, quant_record
 from spantune.infer.onnx_backend import DTYPE_SUFFIX, onnx_file
 
 DEFAULT_DTYPES = ("fp32", "q4", "int8")  # int8: CPU and WASM (js defaultDtype); q4: WebGPU
@@ -127,8 +127,7 @@ def export_model(opts: ExportOptions) -> dict[str, Any]:
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "source": source,
                 "dtypes": list(opts.dtypes),
-                "quantization": {**{d: q.to_dict() for d in opts.dtypes if (q := dtype_quant(d, opts.quant))},
-                                 **({"int8": INT8_SCHEME} if "int8" in opts.dtypes else {})},
+                "quantization": {d: q for d in opts.dtypes if (q := quant_record(d, opts.quant))},
                 "onnx_bytes": sizes,
                 "size_ratio_vs_fp32": {d: round(s / sizes["fp32"], 4) for d, s in sizes.items()},
                 "generation": {"do_sample": False, "max_new_tokens": gen.max_new_tokens,

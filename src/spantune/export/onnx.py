@@ -307,6 +307,14 @@ def dtype_quant(dtype: str, opts: QuantOptions) -> QuantOptions | None:
     return None
 
 
+def quant_record(dtype: str, opts: QuantOptions) -> dict[str, Any] | None:
+    """How ``dtype``'s file was quantized, as the manifest and the model card state it (None for fp32 and fp16)."""
+    if dtype == "int8":
+        return INT8_SCHEME
+    quant = dtype_quant(dtype, opts)
+    return quant.to_dict() if quant else None
+
+
 def check_grid(source: dict[str, Any], dtypes: Sequence[str], quant: QuantOptions) -> None:
     """A quant-aware run's weights sit on one grid (symmetric, one block size); quantizing them with other
     settings moves them off it and throws away what that training bought, so refuse instead."""
