@@ -1,4 +1,4 @@
-"""Training throughput: spantune's trainer against the naive baseline, same model, data and process.
+"""Training throughput: spantune's trainer against the naive baseline, same model and data.
 
 * **spantune**: ``spantune.train`` as ``spantune train`` runs it — prompt masked (loss on the reply and
   its end-of-turn token), padding per batch, batches grouped by length, batch 8, TRL ``SFTTrainer``.
@@ -19,7 +19,13 @@ examples, from a freshly loaded base model, in one process. Reported:
   with its decoder layers compiled (``train.compile``), and bf16 with both; reported as speed-ups over fp32, over
   the whole epoch (compilation included), in the steady state after the first ``WARMUP_STEPS`` steps, and as the
   median of each later step's own rate, which a recompiling step or a busy neighbour barely moves
-  (``--recipe-examples`` sets how many examples these phases train on);
+  (``--recipe-examples`` sets how many examples these phases train on; ``--rows`` picks some). Each of these
+  rows trains in a fresh child process, as ``spantune train`` would: run one after another in one process, the
+  later phases ran slower (the compiled bf16 row at 455 tokens/s against 518-620 in a process of its own, on the
+  same machine within minutes; benchmarks/RESULTS.md, run 16), which made the ratios depend on the order of the
+  rows. ``--repeats N`` runs the rows N times, every other round in reverse order so that a machine drifting
+  over minutes slows both sides alike; each round's ratios to that round's fp32 row are reported, and their
+  median;
 * peak memory above the level before each phase: on CUDA ``torch.cuda.max_memory_allocated``; on CPU
   the resident set size sampled every 5 ms, from a heap trimmed at the start of each phase (glibc returns
   freed blocks of 4 MiB and more to the OS at once, the rest when the heap is trimmed), so the RSS follows what
@@ -37,6 +43,7 @@ import json
 import math
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -254,23 +261,79 @@ def run_naive(prep: Any, examples: list[Any], out: Path, precision: Any, cuda: b
     return {**timed_train(trainer, cuda), "precision": precision.detail}
 
 
-def run_precisions(args: argparse.Namespace, tmp: Path, cuda: bool) -> dict[str, dict[str, Any]]:
-    """The CPU recipe at fp32 and bf16, one phase each; a precision the machine lacks is reported, not run."""
+def run_phase(args: argparse.Namespace, tmp: Path, cuda: bool) -> int:
+    """``--phase``: one ``--precisions`` row in this process, written to ``--json`` (what the parent reads)."""
     from spantune.errors import SpantuneError
     from spantune.train import mixed_precision, prepare
 
+    label, name, shared, compiled = next(p for p in RECIPE_PHASES if p[0] == args.phase)
+    cfg = recipe_config(args.model, args.data, args.recipe_examples or args.examples, args.threads, name)
+    cfg.train.shared_prefix, cfg.train.compile = shared, compiled
+    try:
+        precision = mixed_precision(cfg)
+    except SpantuneError as exc:
+        Path(args.json).write_text(json.dumps({"skipped": str(exc)}))
+        return 0
+    try:
+        prep = prepare(cfg, tmp / "run", resume=False)
+    except SpantuneError as exc:
+        print(f"train_throughput: error: {exc}", file=sys.stderr)
+        return 1
+    row = run_spantune(prep, tmp / "out", precision, cuda)
+    row["useful_tokens"] = sum(len(e.input_ids) for e in prep.train_encoded)
+    Path(args.json).write_text(json.dumps(row))
+    return 0
+
+
+def phase_in_child(args: argparse.Namespace, label: str, tmp: Path) -> dict[str, Any]:
+    """One ``--precisions`` row trained by a fresh Python process (same model, data, examples and threads)."""
+    from spantune.errors import SpantuneError
+
+    out = tmp / f"{label.replace(' ', '-')}.json"
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--phase", label, "--model", args.model, "--data",
+           args.data, "--examples", str(args.examples), "--json", str(out)]
+    cmd += ["--recipe-examples", str(args.recipe_examples)] if args.recipe_examples else []
+    cmd += ["--threads", str(args.threads)] if args.threads else []
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0 or not out.exists():
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise SpantuneError(f"the {label!r} phase failed (exit {proc.returncode}): {tail[0]}")
+    return json.loads(out.read_text())
+
+
+def run_precisions(args: argparse.Namespace, tmp: Path) -> dict[str, dict[str, Any]]:
+    """The CPU recipe's rows, each in a child process, ``--repeats`` rounds (every other one in reverse order); a
+    precision the machine lacks is reported, not run. A row's numbers are the medians over its rounds, and
+    ``rounds`` keeps each round's row; ``ratios`` holds each round's rates over that round's fp32 row."""
+    wanted = {"recipe fp32", *(f"recipe {r.strip()}" for r in args.rows.split(","))} if args.rows else None
+    labels = [p[0] for p in RECIPE_PHASES if wanted is None or p[0] in wanted]
+    rounds: list[dict[str, dict[str, Any]]] = []
+    skipped: set[str] = set()
+    for n in range(args.repeats):
+        done: dict[str, dict[str, Any]] = {}
+        for label in labels if n % 2 == 0 else labels[::-1]:
+            if label in skipped:
+                continue
+            row = phase_in_child(args, label, tmp)
+            if "skipped" in row:
+                print(f"{label}: skipped: {row['skipped']}")
+                skipped.add(label)
+                continue
+            done[label] = row
+        rounds.append(done)
     rows: dict[str, dict[str, Any]] = {}
-    for label, name, shared, compiled in RECIPE_PHASES:
-        cfg = recipe_config(args.model, args.data, args.recipe_examples or args.examples, args.threads, name)
-        cfg.train.shared_prefix, cfg.train.compile = shared, compiled
-        try:
-            precision = mixed_precision(cfg)
-        except SpantuneError as exc:
-            print(f"{label}: skipped: {exc}")
+    for label in labels:
+        if label in skipped:
             continue
-        prep = prepare(cfg, tmp / label.replace(" ", "-"), resume=False)
-        row = run_spantune(prep, tmp / f"{label.replace(' ', '-')}-out", precision, cuda)
-        rows[label] = {**row, "useful_tokens": sum(len(e.input_ids) for e in prep.train_encoded)}
+        each = [r[label] for r in rounds]
+        row = {**each[0], "rounds": each}
+        for key in ("seconds", "cpu_seconds", "peak_bytes", "steady_tokens_per_s", "median_step_tokens_per_s"):
+            values = [r[key] for r in each if r.get(key) is not None]
+            row[key] = statistics.median(values) if values else None
+        row["ratios"] = {key: [r[label][key] / r["recipe fp32"][key] for r in rounds
+                               if r[label].get(key) and r["recipe fp32"].get(key)]
+                         for _, key in STEADY_RATES}
+        rows[label] = row
     return rows
 
 
@@ -285,7 +348,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precisions", action="store_true", help="also time the CPU recipe at fp32 and bf16")
     parser.add_argument("--recipe-examples", type=int, default=None,
                         help="examples for the --precisions phases (default: --examples)")
+    parser.add_argument("--rows", default=None,
+                        help="--precisions rows to run besides fp32, comma-separated (e.g. bf16,bf16+compile+prefix; "
+                             "default: all)")
+    parser.add_argument("--repeats", type=int, default=1, help="rounds of the --precisions rows (default 1)")
+    parser.add_argument("--phase", choices=[p[0] for p in RECIPE_PHASES], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be >= 1")
+    if args.rows:
+        known = {p[0].removeprefix("recipe ") for p in RECIPE_PHASES}
+        unknown = [r for r in args.rows.split(",") if r.strip() not in known]
+        if unknown:
+            parser.error(f"--rows: unknown {', '.join(unknown)} (choose from {', '.join(sorted(known))})")
 
     import torch
 
@@ -296,6 +371,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     cuda = torch.cuda.is_available()
+    if args.phase:
+        with tempfile.TemporaryDirectory() as tmp:
+            return run_phase(args, Path(tmp), cuda)
     cfg = base_config(args.model, args.data, args.examples, args.threads)
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -307,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.quant_aware:
                 prep.config.quant_aware.enabled, prep.config.lora.dropout = True, 0.0
                 quant_aware = run_spantune(prep, Path(tmp) / "quant_aware", mixed_precision(prep.config), cuda)
-            recipe = run_precisions(args, Path(tmp), cuda) if args.precisions else {}
+            recipe = run_precisions(args, Path(tmp)) if args.precisions else {}
     except SpantuneError as exc:
         print(f"train_throughput: error: {exc}", file=sys.stderr)
         return 1
@@ -341,8 +419,10 @@ def main(argv: list[str] | None = None) -> int:
     fp32 = recipe.get("recipe fp32")
     for label, faster in recipe.items():
         if fp32 is not None and faster is not fp32:
-            steady_ratio = "".join(f", {what} {faster[key] / fp32[key]:.2f}x" for what, key in STEADY_RATES
-                                   if faster.get(key) and fp32.get(key))
+            steady_ratio = "".join(
+                f", {what} {statistics.median(faster['ratios'][key]):.2f}x"
+                + (f" (rounds: {', '.join(f'{x:.2f}' for x in faster['ratios'][key])})" if args.repeats > 1 else "")
+                for what, key in STEADY_RATES if faster["ratios"][key])
             print(f"{label} / fp32: useful tokens/s "
                   f"{faster['useful_tokens_per_s'] / fp32['useful_tokens_per_s']:.2f}x (target >= 2x){steady_ratio}, "
                   "per CPU-second "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,8 @@ def test_throughput_benchmark_runs_both_trainers_on_the_same_examples(tmp_path: 
     out = tmp_path / "result.json"
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "train_throughput.py"), "--model",
                            str(tiny_model_dir), "--data", str(data), "--examples", "24", "--threads", "1",
-                           "--json", str(out), "--quant-aware", "--precisions"], env=cli_env(), cwd=ROOT, capture_output=True, text=True, timeout=300)
+                           "--json", str(out), "--quant-aware", "--precisions", "--rows", "bf16", "--repeats", "2"],
+                          env=cli_env(), cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     result = json.loads(out.read_text())
     assert result["examples"] == 24
@@ -24,16 +26,19 @@ def test_throughput_benchmark_runs_both_trainers_on_the_same_examples(tmp_path: 
     assert result["cpu_speedup"] > 1.5, result
     assert "useful tokens/s: spantune / naive" in proc.stdout
     assert result["quant-aware"]["steps"] == 3 and "quant-aware cost" in proc.stdout
-    # the CPU recipe at fp32 and, where the CPU computes bf16 natively, at bf16, on the same examples
-    assert result["recipe fp32"]["steps"] == 3 and result["recipe fp32"]["precision"] == "fp32 (cpu, as configured)"
-    assert result["recipe fp32+compile"]["steps"] == 3
-    # the steady-state rate leaves out the first 2 steps (compilation): one step is left to time
-    assert all(result[label][rate] > 0 for label in ("recipe fp32", "recipe fp32+compile")
-               for rate in ("steady_tokens_per_s", "median_step_tokens_per_s"))
-    for label in ("recipe bf16", "recipe bf16+prefix", "recipe bf16+compile", "recipe bf16+compile+prefix"):
-        if result["cpu_bf16"] is None:
-            assert label not in result and f"{label}: skipped: config key model.precision" in proc.stdout
-        else:
-            assert result[label]["steps"] == 3 and result[label]["precision"].startswith("bf16 (cpu")
-            assert f"{label} / fp32: useful tokens/s" in proc.stdout
-            assert result[label]["useful_tokens"] == result["recipe fp32"]["useful_tokens"]
+    # the CPU recipe at fp32 and, where the CPU computes bf16 natively, at bf16, on the same examples, each row in a
+    # child process of its own, twice (the second round in reverse order)
+    fp32 = result["recipe fp32"]
+    assert fp32["steps"] == 3 and fp32["precision"] == "fp32 (cpu, as configured)" and len(fp32["rounds"]) == 2
+    # the steady-state rate leaves out the first 2 steps: one step is left to time
+    assert all(r[rate] > 0 for r in fp32["rounds"] for rate in ("steady_tokens_per_s", "median_step_tokens_per_s"))
+    assert fp32["steady_tokens_per_s"] == statistics.median(r["steady_tokens_per_s"] for r in fp32["rounds"])
+    assert not any(label in result for label in ("recipe fp32+compile", "recipe bf16+compile+prefix"))  # --rows
+    if result["cpu_bf16"] is None:
+        assert "recipe bf16" not in result and "recipe bf16: skipped: config key model.precision" in proc.stdout
+    else:
+        bf16 = result["recipe bf16"]
+        assert bf16["steps"] == 3 and bf16["precision"].startswith("bf16 (cpu")
+        assert bf16["useful_tokens"] == fp32["useful_tokens"]
+        assert len(bf16["ratios"]["steady_tokens_per_s"]) == 2
+        assert "recipe bf16 / fp32: useful tokens/s" in proc.stdout and "(rounds: " in proc.stdout
