@@ -356,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
+    if args.phase and not args.json:
+        parser.error("--phase writes its row to --json, which is missing")
     if args.rows:
         known = {p[0].removeprefix("recipe ") for p in RECIPE_PHASES}
         unknown = [r for r in args.rows.split(",") if r.strip() not in known]
