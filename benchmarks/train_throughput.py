@@ -305,8 +305,7 @@ def run_precisions(args: argparse.Namespace, tmp: Path) -> dict[str, dict[str, A
     """The CPU recipe's rows, each in a child process, ``--repeats`` rounds (every other one in reverse order); a
     precision the machine lacks is reported, not run. A row's numbers are the medians over its rounds, and
     ``rounds`` keeps each round's row; ``ratios`` holds each round's rates over that round's fp32 row."""
-    wanted = {"recipe fp32", *(f"recipe {r.strip()}" for r in args.rows.split(","))} if args.rows else None
-    labels = [p[0] for p in RECIPE_PHASES if wanted is None or p[0] in wanted]
+    labels = [p[0] for p in RECIPE_PHASES if args.rows is None or p[0] in {"recipe fp32", *args.rows}]
     rounds: list[dict[str, dict[str, Any]]] = []
     skipped: set[str] = set()
     for n in range(args.repeats):
@@ -358,11 +357,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--repeats must be >= 1")
     if args.phase and not args.json:
         parser.error("--phase writes its row to --json, which is missing")
-    if args.rows:
-        known = {p[0].removeprefix("recipe ") for p in RECIPE_PHASES}
-        unknown = [r for r in args.rows.split(",") if r.strip() not in known]
+    if args.rows:  # as row labels
+        args.rows = [f"recipe {r.strip()}" for r in args.rows.split(",")]
+        unknown = [r.removeprefix("recipe ") for r in args.rows if r not in {p[0] for p in RECIPE_PHASES}]
         if unknown:
-            parser.error(f"--rows: unknown {', '.join(unknown)} (choose from {', '.join(sorted(known))})")
+            known = sorted(p[0].removeprefix("recipe ") for p in RECIPE_PHASES)
+            parser.error(f"--rows: unknown {', '.join(unknown)} (choose from {', '.join(known)})")
 
     import torch
 
