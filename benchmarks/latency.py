@@ -1,17 +1,18 @@
 """Per-span CPU latency of an export: PyTorch fp32 greedy (baseline), onnxruntime plain and fast, Transformers.js.
 
     python benchmarks/latency.py --export EXPORT_DIR [--data fixtures/span_eval.jsonl] [--limit 50] [--threads 1]
-        [--dtypes fp32,q4,int8,q8] [--skip-node]
+        [--dtypes fp32,q4,int8,q8] [--skip-node] [--tie-guard NATS]
 
 Every backend corrects the same spans in the same run, one at a time, after one warm-up span, with the
 same thread count. A span's latency is the whole ``correct()`` call: prompt rendering, tokenization,
 greedy decoding with the KV cache, post-processing. PyTorch loads the merged ``model.safetensors`` that
 the export keeps beside ``onnx/``, so all run the same weights. onnxruntime runs each dtype twice: **plain**
 (whole prompt, then one token per pass) and **fast** (prompt-head KV cache + copy drafts from span_in,
-docs/fast-decoding.md; same tokens by construction, counted below). Transformers.js (Node) runs the fast path
+docs/fast-decoding.md; the same tokens, counted below). Transformers.js (Node) runs the fast path
 of js/src/corrector.js. Prints a Markdown table with p50/p95, mean new tokens, forward passes per span (the
 prefix's one-off pass not counted), ms per new token, each p50 as a ratio of PyTorch fp32's, and how many
-answers equal PyTorch fp32's and the plain path's; ``--json`` writes the raw numbers.
+answers equal PyTorch fp32's and the plain path's, and how many fast decodes the tie guard redid plain (a near-tie;
+``--tie-guard 0`` turns it off); ``--json`` writes the raw numbers.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ def time_onnx(corrector: Any, examples: list[Any]) -> dict[str, Any]:
     corrector.correct(examples[0])
     runs = [corrector.correct_greedy(ex) for ex in examples]
     return {"latency_s": [p.latency_s for p, _ in runs], "new_tokens": [p.new_tokens for p, _ in runs],
-            "texts": [p.text for p, _ in runs], "passes": [g.passes for _, g in runs]}
+            "texts": [p.text for p, _ in runs], "passes": [g.passes for _, g in runs],
+            "replayed": [g.replayed for _, g in runs]}
 
 
 def reference_passes(tokenizer: Any, examples: list[Any], draft_len: int = 8) -> tuple[float, float]:
@@ -74,14 +76,15 @@ def reference_passes(tokenizer: Any, examples: list[Any], draft_len: int = 8) ->
     return plain / len(examples), fast / len(examples)
 
 
-def time_node(export: Path, dtype: str, examples: list[Any], threads: int) -> dict[str, Any]:
+def time_node(export: Path, dtype: str, examples: list[Any], threads: int, tie_guard: float) -> dict[str, Any]:
     """Run the Transformers.js harness on exactly these (already clipped) examples."""
     from spantune.schema import write_jsonl
 
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "spans.jsonl"
         write_jsonl(data, examples)
-        cmd = ["node", str(NODE_SCRIPT), str(export), dtype, str(data), str(len(examples)), str(threads)]
+        cmd = ["node", str(NODE_SCRIPT), str(export), dtype, str(data), str(len(examples)), str(threads),
+               str(tie_guard)]
         run = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if run.returncode != 0:
         raise SystemExit(f"node harness failed: {run.stderr.strip()[-500:]}")
@@ -97,6 +100,7 @@ def summary(name: str, result: dict[str, Any], base: dict[str, Any], plain: dict
     return {"backend": name, "spans": len(lat), "p50_ms": 1000 * p50, "p95_ms": 1000 * percentile(lat, 95),
             "mean_new_tokens": tokens / len(lat), "ms_per_token": 1000 * sum(lat) / max(tokens, 1),
             "passes_per_span": statistics.fmean(passes) if passes else None,
+            "replayed": sum(result["replayed"]) if "replayed" in result else None,
             "p50_vs_torch": statistics.median(base["latency_s"]) / p50,
             "same_as_torch": sum(a == b for a, b in zip(result["texts"], base["texts"])),
             "same_as_plain": sum(a == b for a, b in zip(result["texts"], plain["texts"])) if plain else None}
@@ -111,17 +115,20 @@ def main() -> int:
                         help="threads for every backend (default 1: on a shared CPU more threads oversubscribe it)")
     parser.add_argument("--dtypes", default="fp32,q4,int8,q8", help="exported files to time (those present)")
     parser.add_argument("--skip-node", action="store_true", help="leave out Transformers.js (no node here)")
+    parser.add_argument("--tie-guard", type=float, default=None,
+                        help="fast decodes with a lead below this many nats are redone plain (default: TIE_GUARD)")
     parser.add_argument("--json", type=Path, help="write raw latencies here")
     args = parser.parse_args()
 
     import torch
     from transformers import AutoTokenizer
 
-    from spantune.infer.onnx_backend import OnnxCorrector, onnx_file
+    from spantune.infer.onnx_backend import TIE_GUARD, OnnxCorrector, onnx_file
     from spantune.infer.torch_backend import TorchCorrector
     from spantune.schema import read_jsonl
 
     torch.set_num_threads(args.threads)
+    guard = TIE_GUARD if args.tie_guard is None else args.tie_guard
     examples = read_jsonl(args.data, clip=True)[: args.limit]
     dtypes = [d for d in args.dtypes.split(",") if onnx_file(args.export, d).is_file()]
     runs: dict[str, dict[str, Any]] = {}
@@ -133,26 +140,28 @@ def main() -> int:
         runs[plain] = time_onnx(OnnxCorrector(args.export, dtype=dtype, threads=args.threads, prefix_cache=False,
                                               copy_draft=False), examples)
         fast = f"onnxruntime {dtype} + prefix cache + copy draft"
-        runs[fast] = time_onnx(OnnxCorrector(args.export, dtype=dtype, threads=args.threads), examples)
+        runs[fast] = time_onnx(OnnxCorrector(args.export, dtype=dtype, threads=args.threads, tie_guard=guard),
+                               examples)
         plain_of[fast] = plain
         if not args.skip_node and dtype != "fp32":
             node = f"Transformers.js {dtype} + prefix cache + copy draft (Node)"
-            runs[node] = time_node(args.export, dtype, examples, args.threads)
+            runs[node] = time_node(args.export, dtype, examples, args.threads, guard)
             plain_of[node] = plain
 
     base = runs["PyTorch fp32"]
     rows = [summary(name, result, base, runs.get(plain_of.get(name, ""))) for name, result in runs.items()]
     print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {args.threads} thread(s); "
-          f"export {args.export}; {len(examples)} spans of {args.data}")
+          f"export {args.export}; {len(examples)} spans of {args.data}; tie guard {guard} nats")
     print("\n| backend | spans | p50 ms | p95 ms | new tokens (mean) | passes / span | ms / token | "
-          "p50 speed-up vs PyTorch fp32 | same answer as PyTorch fp32 | same answer as plain |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "p50 speed-up vs PyTorch fp32 | same answer as PyTorch fp32 | same answer as plain | redone plain |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     n = len(examples)
     for r in rows:
         passes = f"{r['passes_per_span']:.1f}" if r["passes_per_span"] is not None else "—"
         plain = f"{r['same_as_plain']}/{n}" if r["same_as_plain"] is not None else "—"
+        replayed = f"{r['replayed']}/{n}" if r["replayed"] is not None and r["same_as_plain"] is not None else "—"
         print(f"| {r['backend']} | {r['spans']} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['mean_new_tokens']:.1f} | "
-              f"{passes} | {r['ms_per_token']:.1f} | {r['p50_vs_torch']:.2f}× | {r['same_as_torch']}/{n} | {plain} |")
+              f"{passes} | {r['ms_per_token']:.1f} | {r['p50_vs_torch']:.2f}× | {r['same_as_torch']}/{n} | {plain} | {replayed} |")
     plain_passes, draft_passes = reference_passes(AutoTokenizer.from_pretrained(str(args.export)), examples)
     print(f"\nA model answering these spans' reference span_out would take {plain_passes:.1f} passes/span plain "
           f"and {draft_passes:.1f} with copy drafts (counted from token ids, not timed).")

@@ -63,13 +63,13 @@ def test_cached_and_drafted_answers_equal_plain_greedy(export_dir: Path, example
     from spantune.infer.onnx_backend import OnnxCorrector
 
     plain = OnnxCorrector(export_dir, dtype=dtype, prefix_cache=False, copy_draft=False)
-    fast = OnnxCorrector(export_dir, dtype=dtype)
+    fast = OnnxCorrector(export_dir, dtype=dtype, tie_guard=0.0)  # the fast decode itself, never redone plain
     raws = set()
     for ex in examples:
         (want, want_run), (got, got_run) = plain.correct_greedy(ex), fast.correct_greedy(ex)
         assert (got.raw, got.result, got_run.tokens, got_run.stopped) == \
             (want.raw, want.result, want_run.tokens, want_run.stopped), ex
-        assert got_run.passes <= want_run.passes
+        assert got_run.passes <= want_run.passes and not got_run.replayed
         raws.add(want.raw)
     assert len(raws) > len(examples) // 2, "degenerate model: answers alike"
 
@@ -129,3 +129,76 @@ def test_keep_margin_scores_from_the_prefix_cache_as_from_an_empty_one(export_di
             assert got.edit_preference == pytest.approx(want.edit_preference, abs=1e-4)
             scored += 1
     assert scored >= 4
+
+
+def test_a_fast_decode_with_a_near_tie_is_redone_plain(export_dir: Path) -> None:
+    from spantune.infer.onnx_backend import OnnxCorrector
+
+    plain = OnnxCorrector(export_dir, dtype="int8", prefix_cache=False, copy_draft=False)
+    always = OnnxCorrector(export_dir, dtype="int8", tie_guard=np.inf)
+    for ex in e2e_examples():
+        (want, want_run), (got, got_run) = plain.correct_greedy(ex), always.correct_greedy(ex)
+        assert (got.raw, got_run.tokens, got_run.replayed) == (want.raw, want_run.tokens, True)
+        assert got_run.passes > want_run.passes  # the fast decode's passes count too
+        assert not want_run.replayed and want_run.closest >= 0
+
+
+class NoisyModel:
+    """A Stepper over a made-up language model whose logits depend on the context and, by up to ``noise``, on how
+    many inputs the pass holds (as float rounding does), with planted near-ties."""
+
+    VOCAB = 12
+
+    def __init__(self, noise: float, cached: list[int] | None = None) -> None:
+        self.noise = noise
+        self.ids = list(cached or [])
+
+    @staticmethod
+    def exact(context: tuple[int, ...]) -> np.ndarray:
+        rng = np.random.default_rng(abs(hash(context)) % 2**32)
+        logits = rng.normal(size=NoisyModel.VOCAB) * 3
+        if rng.random() < 0.5:  # a near-tie: the runner-up within a few noise widths of the best
+            order = np.argsort(logits)
+            logits[order[-2]] = logits[order[-1]] - rng.uniform(0, 0.05)
+        return logits
+
+    def step(self, ids: list[int], rows: int, drop: int) -> np.ndarray:
+        self.ids = self.ids[: len(self.ids) - drop] + list(ids)
+        out = []
+        for end in range(len(self.ids) - rows + 1, len(self.ids) + 1):
+            context = tuple(self.ids[:end])
+            wobble = np.random.default_rng(abs(hash((context, len(ids)))) % 2**32).uniform(-1, 1, self.VOCAB)
+            out.append(self.exact(context) + self.noise * wobble)
+        return np.stack(out)
+
+    def cached(self) -> int:
+        return len(self.ids)
+
+    def crop(self, length: int) -> None:
+        self.ids = self.ids[:length]
+
+
+def test_the_tie_guard_makes_fast_decodes_answer_as_plain_ones() -> None:
+    """A fast (prefix cache + drafts) and a plain pass differ by up to 2 x ``noise`` a logit, so the fast decode
+    alone sometimes takes another token at a near-tie; guarded with ``tie_guard`` above twice that gap it answers
+    as plain every time."""
+    from spantune.infer.decode import greedy, guarded
+
+    noise, stop, head = 0.01, [0], [1, 2, 3]
+    rng = np.random.default_rng(0)
+    differs = replayed = 0
+    for _ in range(300):
+        prompt = [*head, *rng.integers(1, NoisyModel.VOCAB, 5).tolist()]
+        source = rng.integers(1, NoisyModel.VOCAB, 6).tolist()
+
+        def plain() -> object:
+            return greedy(NoisyModel(noise), list(prompt), 12, stop)
+
+        fast = greedy(NoisyModel(noise, head), prompt[len(head):], 12, stop, draft_source=source)
+        want = plain()
+        differs += fast.tokens != want.tokens
+        got = guarded(fast, 4 * noise + 1e-6, plain)
+        assert got.tokens == want.tokens
+        replayed += got.replayed
+        assert guarded(fast, 0.0, plain) is fast
+    assert differs > 0 and replayed > differs  # the guard was needed, and it redid more than it had to

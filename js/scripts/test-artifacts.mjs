@@ -16,7 +16,7 @@ export const readJsonl = (name) =>
 export function expectedRows() {
   if (!existsSync(ARTIFACTS + 'expected.jsonl')) {
     throw new Error(`${ARTIFACTS}expected.jsonl is missing: run \`npm test\` (its pretest writes it) or ` +
-      '`python -m spantune.export_fixture js/test/.artifacts`');
+      '`cd tests && python -m support.export_fixture ../js/test/.artifacts`');
   }
   return readJsonl('expected.jsonl');
 }

@@ -88,6 +88,26 @@ function argmax(row) {
 }
 
 /**
+ * How far the argmax of one logits row leads the runner-up (Python: spantune.infer.decode.lead): below the gap
+ * between two ways of computing the same logits, the two may choose differently.
+ */
+export function lead(row) {
+  let best = -Infinity;
+  let second = -Infinity;
+  for (const x of row) {
+    if (x > best) [best, second] = [x, best];
+    else if (x > second) second = x;
+  }
+  return best - second;
+}
+
+/**
+ * Leads (nats) below which a decode from the prefix cache or with copy drafts is redone plain: passes over other
+ * tokens round differently (Python: spantune.infer.onnx_backend.TIE_GUARD, the same number; docs/fast-decoding.md).
+ */
+export const TIE_GUARD = 0.5;
+
+/**
  * Streams decoded text as tokens arrive: emits what extends the text already emitted, holding back while the last
  * character is an incomplete UTF-8 sequence; `end` emits the rest.
  */
@@ -167,21 +187,24 @@ export function withQuantConfig(sessionOptions, device, accuracyLevel = 1) {
  * Load an exported folder and return a corrector.
  * @param {{modelPath: string, dtype?: string, device?: string, maxNewTokens?: number, sessionOptions?: object,
  *          progressCallback?: Function, keepMargin?: number, scoreKeep?: boolean, prefixCache?: boolean,
- *          copyDraft?: boolean}} options
+ *          copyDraft?: boolean, tieGuard?: number}} options
  *   `dtype` left out is defaultDtype(device, the export's manifest). `progressCallback` receives Transformers.js
  *   loading progress. `keepMargin` (nats per reply token; 0 = off) keeps `span_in`
  *   unless the model prefers its edit by that much; left out, it is the export's calibrated margin
  *   (calibratedKeepMargin), else 0. `scoreKeep` scores edits even at margin 0 (docs/keep-margin.md).
  *   `prefixCache` and `copyDraft` (both on; same answers) are the speed-ups of docs/fast-decoding.md; copy drafts
  *   are skipped while the KV cache lives on the GPU (WebGPU), where it cannot be cut back after a wrong guess.
+ *   A span whose fast decode took a token leading the runner-up by less than `tieGuard` nats (TIE_GUARD) is
+ *   decoded again plain.
  * @returns {Promise<{correct: Function, greedy: Function, tokenizer: any, model: any, stopIds: number[],
  *          keepMargin: number, dtype: string, prefixIds: number[]}>}
- *   `greedy(promptIds, { draftSource })` resolves to the greedy { tokens, passes } (Python: OnnxDecoder.greedy).
+ *   `greedy(promptIds, { draftSource, plain })` resolves to the greedy { tokens, passes, closest } (Python:
+ *   OnnxDecoder.greedy).
  *   `correct(example, { onText })` takes { ctx_before, span_in, ctx_after } and resolves to
- *   { text, raw, overrun, verbose, fallback, tokens, passes, latencyMs }, plus
+ *   { text, raw, overrun, verbose, fallback, tokens, passes, replayed, latencyMs }, plus
  *   { kept, keepLogprob, answerLogprob, editPreference }
  *   when the keep margin scored the answer; `passes` counts forward passes of the decode (the prefix's one-off pass
- *   not included); `onText` receives decoded text as it streams.
+ *   not included; a replayed span's both decodes); `onText` receives decoded text as it streams.
  */
 export async function createSpanCorrector({
   modelPath,
@@ -194,6 +217,7 @@ export async function createSpanCorrector({
   scoreKeep = false,
   prefixCache = true,
   copyDraft: drafts = true,
+  tieGuard = TIE_GUARD,
 } = {}) {
   if (!modelPath) throw new Error('createSpanCorrector: modelPath (an exported spantune folder) is required');
   if (explicitMargin !== undefined) checkedMargin(explicitMargin, 'createSpanCorrector');
@@ -248,30 +272,34 @@ export async function createSpanCorrector({
    * `draftSource` (span_in as the reply), takes greedy's tokens until a guess differs from greedy's token (taken
    * too), then cuts the cache back to the inputs taken. Stops at an end id, once settled, or at the token limit;
    * `stream` gets the tokens as they come. With `keepCache` the decode's KV cache comes back as `cache` (which
-   * holds at least the prompt) for scoreAfter, and the caller releases it.
+   * holds at least the prompt) for scoreAfter, and the caller releases it. `closest` is the smallest lead of a
+   * token taken; `plain` decodes without the prefix cache and drafts.
    */
-  async function greedy(promptIds, { draftSource = [], stream, keepCache = false } = {}) {
-    const cached = prefix !== null && coversPrefix(prefix.ids, promptIds);
+  async function greedy(promptIds, { draftSource = [], stream, keepCache = false, plain = false } = {}) {
+    const cached = !plain && prefix !== null && coversPrefix(prefix.ids, promptIds);
     let past = cached ? prefix.past : null;
     let length = cached ? prefix.ids.length : 0;
     let pending = cached ? promptIds.slice(length) : promptIds;
     const tokens = [];
     let passes = 0;
+    let closest = Infinity;
     let handedOver = false;
     const done = () => {
       handedOver = keepCache;
-      return keepCache ? { tokens, passes, cache: past } : { tokens, passes };
+      return keepCache ? { tokens, passes, closest, cache: past } : { tokens, passes, closest };
     };
     try {
       while (tokens.length < limit) {
-        const draft = drafting ? copyDraft(draftSource, tokens, Math.min(8, limit - tokens.length - 1)) : [];
+        const draft = drafting && !plain ? copyDraft(draftSource, tokens, Math.min(8, limit - tokens.length - 1)) : [];
         const { logits, vocab, present } = await run([...pending, ...draft], length, past, draft.length + 1);
         if (past !== prefix?.past) await release(past);
         past = present;
         passes += 1;
         length += pending.length;
         for (let i = 0; i <= draft.length; i++) {
-          const token = argmax(logits.subarray(i * vocab, (i + 1) * vocab));
+          const row = logits.subarray(i * vocab, (i + 1) * vocab);
+          closest = Math.min(closest, lead(row));
+          const token = argmax(row);
           if (stopIds.includes(token)) return done();
           tokens.push(token);
           stream?.put(tokens);
@@ -298,11 +326,19 @@ export async function createSpanCorrector({
     const promptIds = encoded.prompt;
     const stream = onText ? textStream(tokenizer, onText) : undefined;
     const scoring = keepMargin > 0 || scoreKeep;
-    const { tokens, passes, cache } = await greedy(promptIds, { draftSource: encoded.reply, stream, keepCache: scoring });
+    let { tokens, passes, closest, cache } = await greedy(promptIds,
+      { draftSource: encoded.reply, stream, keepCache: scoring });
+    const replayed = (prefix !== null || drafting) && closest < tieGuard;
+    if (replayed) { // a near-tie: the plain decode's answer (passes of both counted)
+      await release(cache);
+      const again = await greedy(promptIds, { plain: true, stream, keepCache: scoring });
+      ({ tokens, cache } = again);
+      passes += again.passes;
+    }
     try {
       stream?.end(tokens);
       const raw = tokenizer.decode(tokens, { skip_special_tokens: true });
-      const answer = { ...postProcess(raw, example.span_in), raw, tokens, passes };
+      const answer = { ...postProcess(raw, example.span_in), raw, tokens, passes, replayed };
       const scored = scoring && answer.text !== example.span_in;
       const result = scored ? await withKeepMargin(answer, example, promptIds, cache) : answer;
       return { ...result, latencyMs: performance.now() - t0 };

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { Tensor } from '@huggingface/transformers';
 
 import { MODEL, expectedRows } from '../scripts/test-artifacts.mjs';
-import { copyDraft, coversPrefix, createSpanCorrector, defaultDtype, withQuantConfig } from '../src/corrector.js';
+import { copyDraft, coversPrefix, createSpanCorrector, defaultDtype, lead, withQuantConfig } from '../src/corrector.js';
 import { encodePrompt } from '../src/encode.js';
 
 const GOLDEN = fileURLToPath(new URL('../../fixtures/span_eval.jsonl', import.meta.url));
@@ -88,7 +88,8 @@ test('the prompt head ids are Python\'s and a token prefix of every prompt', asy
 
 for (const dtype of ['fp32', 'q4', 'int8']) {
   test(`${dtype}: cached and drafted answers equal plain greedy (prompt cases + golden set)`, async () => {
-    const fast = await createSpanCorrector({ modelPath: MODEL, dtype, device: 'cpu' });
+    // tieGuard 0: the fast decode itself, never redone plain
+    const fast = await createSpanCorrector({ modelPath: MODEL, dtype, device: 'cpu', tieGuard: 0 });
     const plain = await createSpanCorrector({ modelPath: MODEL, dtype, device: 'cpu', prefixCache: false, copyDraft: false });
     const raws = new Set();
     for (const [i, ex] of examples.entries()) {
@@ -103,6 +104,23 @@ for (const dtype of ['fp32', 'q4', 'int8']) {
     assert.ok(raws.size > examples.length / 2, 'degenerate model: answers alike');
   });
 }
+
+test('a fast decode with a near-tie is redone plain (Python: the same)', async () => {
+  const always = await createSpanCorrector({ modelPath: MODEL, dtype: 'int8', device: 'cpu', tieGuard: Infinity });
+  const plain = await createSpanCorrector({ modelPath: MODEL, dtype: 'int8', device: 'cpu', prefixCache: false,
+    copyDraft: false });
+  for (const [i, ex] of promptCases.entries()) {
+    const { latencyMs: _a, passes: gotPasses, replayed, ...got } = await always.correct(ex);
+    const { latencyMs: _b, passes: wantPasses, replayed: plainReplayed, ...want } = await plain.correct(ex);
+    assert.deepEqual([got, replayed, plainReplayed], [want, true, false], `example ${i + 1}`);
+    assert.ok(gotPasses > wantPasses, 'the fast decode\'s passes count too');
+  }
+});
+
+test('lead: how far the largest logit leads the runner-up', () => {
+  assert.equal(lead(Float32Array.of(0.5, 2, -1, 1.25)), 0.75);
+  assert.equal(lead(Float32Array.of(3, 3, 1)), 0);
+});
 
 test('right and wrong drafts give greedy\'s tokens in fewer passes', async () => {
   const fast = await createSpanCorrector({ modelPath: MODEL, dtype: 'fp32', device: 'cpu' });

@@ -10,6 +10,8 @@ models, never about two loops. The reply ends at the first of :func:`stop_token_
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -56,13 +58,23 @@ def settled_by(tokenizer: Any) -> Callable[[list[int]], bool]:
 
 @dataclass
 class Greedy:
-    """Result of one greedy decode: new token ids (stop token excluded), if asked each step's logits, and the
-    forward passes it took (a prefix cache's one-off pass not counted)."""
+    """Result of one greedy decode: new token ids (stop token excluded), if asked each step's logits, the
+    forward passes it took (a prefix cache's one-off pass not counted), the smallest :func:`lead` of a token it
+    took, and whether the answer is a plain decode's run after a near-tie (:func:`guarded`)."""
 
     tokens: list[int]
     logits: list[np.ndarray] = field(default_factory=list)
     stopped: bool = False
     passes: int = 0
+    closest: float = math.inf
+    replayed: bool = False
+
+
+def lead(row: np.ndarray) -> float:
+    """How far greedy's choice in a logits row leads the runner-up: below the gap between two ways of computing
+    the same logits, the two may choose differently."""
+    runner_up, best = np.partition(row, -2)[-2:]
+    return float(best - runner_up)
 
 
 class Stepper(Protocol):
@@ -133,6 +145,7 @@ def greedy(stepper: Stepper, pending: list[int], max_new_tokens: int, stop_ids: 
         for row, guess in zip(rows, [*draft, None]):
             if keep_logits:
                 result.logits.append(row)
+            result.closest = min(result.closest, lead(row))
             token = int(row.argmax())
             if token in stop:
                 result.stopped = True
@@ -145,3 +158,14 @@ def greedy(stepper: Stepper, pending: list[int], max_new_tokens: int, stop_ids: 
             drop -= 1
         pending = [result.tokens[-1]]
     return result
+
+
+def guarded(fast: Greedy, tie_guard: float, plain: Callable[[], Greedy]) -> Greedy:
+    """``fast`` (a decode from the prefix cache and with copy drafts), or ``plain()`` when one of its tokens led
+    the runner-up by less than ``tie_guard`` nats. Passes over other token counts round differently; where every
+    lead exceeds twice that rounding, plain greedy takes the same tokens, and a near-tie is decoded plain, so the
+    answer is plain greedy's whenever ``tie_guard`` exceeds it (docs/fast-decoding.md). Passes of both count."""
+    if fast.closest >= tie_guard:
+        return fast
+    again = plain()
+    return dataclasses.replace(again, passes=fast.passes + again.passes, replayed=True)

@@ -14,7 +14,9 @@ cache; plain decoding (no prefix, no draft source) is the whole prompt in one st
   ids starts from it, any other prompt decodes from an empty cache;
 * **copy draft**: the answer is usually ``span_in`` or close to it, so the next tokens are guessed from
   ``span_in``'s reply tokens (prompt-lookup decoding) and checked in one forward pass; greedy's own tokens are
-  kept up to the first wrong guess, plus greedy's token there.
+  kept up to the first wrong guess, plus greedy's token there;
+* **tie guard**: a pass over other tokens rounds differently, so where a token taken led the runner-up by less
+  than :data:`TIE_GUARD` nats the span is decoded again plain (:func:`~spantune.infer.decode.guarded`).
 
 The keep margin scores both replies on the decode's own cache cut back to the prompt
 (:func:`~spantune.infer.decode.scored_after`, as PyTorch does): a few tokens a reply instead of a whole prompt.
@@ -35,7 +37,7 @@ import numpy as np
 
 from spantune.errors import SpantuneError
 from spantune.infer.base import Prediction
-from spantune.infer.decode import Greedy, greedy, scored_after, settled_by, stop_token_ids
+from spantune.infer.decode import Greedy, greedy, guarded, scored_after, settled_by, stop_token_ids
 from spantune.infer.keep import KeepMargin
 from spantune.postprocess import postprocess
 from spantune.prompt import encode_prompt
@@ -47,6 +49,11 @@ LOGITS_TO_KEEP = "num_logits_to_keep"
 #: Transformers.js file suffix of each dtype (``onnx/model{suffix}.onnx``).
 DTYPE_SUFFIX = {"fp32": "", "fp16": "_fp16", "q4": "_q4", "q4f16": "_q4f16", "q8": "_quantized", "int8": "_int8"}
 _NUMPY_TYPE = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+
+#: Leads (nats between greedy's token and the runner-up) below which a fast decode is redone plain: above the
+#: largest gap measured between fast and plain logits of the same decode (benchmarks/RESULTS.md, run 17).
+#: js/src/corrector.js: TIE_GUARD, the same number.
+TIE_GUARD = 0.5
 
 #: The session setting for the 4-bit file's int4 DequantizeLinear + MatMul pairs (spantune.export.onnx): native
 #: onnxruntime fuses each pair into MatMulNBits at this accuracy level (its default, 4, quantizes activations to
@@ -224,11 +231,12 @@ def stop_ids_from_folder(model_dir: Path, tokenizer: Any) -> list[int]:
 class OnnxCorrector:
     """The :class:`~spantune.infer.base.Corrector` for an exported folder (``--system onnx:DIR``); ``keep``
     is the keep margin (off by default), scored with one short pass per reply. ``prefix_cache`` and
-    ``copy_draft`` (both on: same answers, fewer and shorter passes) are the speed-ups of the module docstring."""
+    ``copy_draft`` (both on: same answers, fewer and shorter passes) are the speed-ups of the module docstring,
+    ``tie_guard`` the lead below which their decode is redone plain."""
 
     def __init__(self, model_dir: str | Path, dtype: str = "q4", max_new_tokens: int = 32,
                  threads: int | None = None, name: str | None = None, keep: KeepMargin = KeepMargin(),
-                 prefix_cache: bool = True, copy_draft: bool = True) -> None:
+                 prefix_cache: bool = True, copy_draft: bool = True, tie_guard: float = TIE_GUARD) -> None:
         from transformers import AutoTokenizer
 
         self.model_dir = Path(model_dir)
@@ -243,6 +251,7 @@ class OnnxCorrector:
         self.keep = keep
         self.prefix = self.decoder.prefix_cache(prompt_head_ids(self.tokenizer)) if prefix_cache else None
         self.copy_draft = copy_draft
+        self.tie_guard = tie_guard
         self.settled = settled_by(self.tokenizer)
 
     def prompt_ids(self, example: SpanExample) -> list[int]:
@@ -267,6 +276,15 @@ class OnnxCorrector:
         stepper, pending = self.decoder.start(prompt_ids, self.prefix)
         out = greedy(stepper, pending, self.max_new_tokens, self.stop_ids, keep_logits=keep_logits, until=self.settled,
                      draft_source=draft_source)
+        if self.prefix is not None or draft_source:
+
+            def plain() -> Greedy:
+                nonlocal stepper
+                stepper, pending = self.decoder.start(prompt_ids)
+                return greedy(stepper, pending, self.max_new_tokens, self.stop_ids, keep_logits=keep_logits,
+                              until=self.settled)
+
+            out = guarded(out, self.tie_guard, plain)
         raw = self.tokenizer.decode(out.tokens, skip_special_tokens=True)
         pred = Prediction(raw=raw, result=postprocess(raw, example.span_in), latency_s=0.0,
                           new_tokens=len(out.tokens))
