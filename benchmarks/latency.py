@@ -11,8 +11,8 @@ the export keeps beside ``onnx/``, so all run the same weights. onnxruntime runs
 docs/fast-decoding.md; the same tokens, counted below). Transformers.js (Node) runs the fast path
 of js/src/corrector.js. Prints a Markdown table with p50/p95, mean new tokens, forward passes per span (the
 prefix's one-off pass not counted), ms per new token, each p50 as a ratio of PyTorch fp32's, and how many
-answers equal PyTorch fp32's and the plain path's, and how many fast decodes the tie guard redid plain (a near-tie;
-``--tie-guard 0`` turns it off); ``--json`` writes the raw numbers.
+answers equal PyTorch fp32's and the plain path's, and how many drafted replies the tie guard redid one token a pass
+(a near-tie; ``--tie-guard 0`` turns it off); ``--json`` writes the raw numbers.
 """
 
 from __future__ import annotations
@@ -116,19 +116,19 @@ def main() -> int:
     parser.add_argument("--dtypes", default="fp32,q4,int8,q8", help="exported files to time (those present)")
     parser.add_argument("--skip-node", action="store_true", help="leave out Transformers.js (no node here)")
     parser.add_argument("--tie-guard", type=float, default=None,
-                        help="fast decodes with a lead below this many nats are redone plain (default: TIE_GUARD)")
+                        help="drafted replies with a lead below this many nats are redone one token a pass "
+                             "(default: the dtype's TIE_GUARD)")
     parser.add_argument("--json", type=Path, help="write raw latencies here")
     args = parser.parse_args()
 
     import torch
     from transformers import AutoTokenizer
 
-    from spantune.infer.onnx_backend import TIE_GUARD, OnnxCorrector, onnx_file
+    from spantune.infer.onnx_backend import OnnxCorrector, dtype_tie_guard, onnx_file
     from spantune.infer.torch_backend import TorchCorrector
     from spantune.schema import read_jsonl
 
     torch.set_num_threads(args.threads)
-    guard = TIE_GUARD if args.tie_guard is None else args.tie_guard
     examples = read_jsonl(args.data, clip=True)[: args.limit]
     dtypes = [d for d in args.dtypes.split(",") if onnx_file(args.export, d).is_file()]
     runs: dict[str, dict[str, Any]] = {}
@@ -140,6 +140,7 @@ def main() -> int:
         runs[plain] = time_onnx(OnnxCorrector(args.export, dtype=dtype, threads=args.threads, prefix_cache=False,
                                               copy_draft=False), examples)
         fast = f"onnxruntime {dtype} + prefix cache + copy draft"
+        guard = dtype_tie_guard(dtype) if args.tie_guard is None else args.tie_guard
         runs[fast] = time_onnx(OnnxCorrector(args.export, dtype=dtype, threads=args.threads, tie_guard=guard),
                                examples)
         plain_of[fast] = plain
@@ -151,7 +152,8 @@ def main() -> int:
     base = runs["PyTorch fp32"]
     rows = [summary(name, result, base, runs.get(plain_of.get(name, ""))) for name, result in runs.items()]
     print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {args.threads} thread(s); "
-          f"export {args.export}; {len(examples)} spans of {args.data}; tie guard {guard} nats")
+          f"export {args.export}; {len(examples)} spans of {args.data}; tie guard "
+          f"{'per dtype' if args.tie_guard is None else f'{args.tie_guard} nats'}")
     print("\n| backend | spans | p50 ms | p95 ms | new tokens (mean) | passes / span | ms / token | "
           "p50 speed-up vs PyTorch fp32 | same answer as PyTorch fp32 | same answer as plain | redone plain |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")

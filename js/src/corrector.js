@@ -102,10 +102,15 @@ export function lead(row) {
 }
 
 /**
- * Leads (nats) below which a decode from the prefix cache or with copy drafts is redone plain: passes over other
- * tokens round differently (Python: spantune.infer.onnx_backend.TIE_GUARD, the same number; docs/fast-decoding.md).
+ * Leads (nats) below which a drafted reply is redone one token a pass, per dtype: a pass over several tokens rounds
+ * differently (Python: spantune.infer.onnx_backend.TIE_GUARD, the same numbers; docs/fast-decoding.md).
  */
-export const TIE_GUARD = 0.5;
+export const TIE_GUARD = { int8: 0.5, float: 1e-3 };
+
+/** The TIE_GUARD of an exported file's dtype: int8 re-quantizes activations, the other files compute in float. */
+export function dtypeTieGuard(dtype) {
+  return TIE_GUARD[dtype] ?? TIE_GUARD.float;
+}
 
 /**
  * Streams decoded text as tokens arrive: emits what extends the text already emitted, holding back while the last
@@ -194,17 +199,17 @@ export function withQuantConfig(sessionOptions, device, accuracyLevel = 1) {
  *   (calibratedKeepMargin), else 0. `scoreKeep` scores edits even at margin 0 (docs/keep-margin.md).
  *   `prefixCache` and `copyDraft` (both on; same answers) are the speed-ups of docs/fast-decoding.md; copy drafts
  *   are skipped while the KV cache lives on the GPU (WebGPU), where it cannot be cut back after a wrong guess.
- *   A span whose fast decode took a token leading the runner-up by less than `tieGuard` nats (TIE_GUARD) is
- *   decoded again plain.
+ *   A reply whose drafted decode took a token leading the runner-up by less than `tieGuard` nats (TIE_GUARD) is
+ *   decoded again one token a pass (greedy); left out, `tieGuard` is dtypeTieGuard(dtype).
  * @returns {Promise<{correct: Function, greedy: Function, tokenizer: any, model: any, stopIds: number[],
  *          keepMargin: number, dtype: string, prefixIds: number[]}>}
- *   `greedy(promptIds, { draftSource, plain })` resolves to the greedy { tokens, passes, closest } (Python:
- *   OnnxDecoder.greedy).
+ *   `greedy(promptIds, { draftSource })` resolves to the greedy { tokens, passes, closest, replayed } (Python:
+ *   spantune.infer.decode.greedy).
  *   `correct(example, { onText })` takes { ctx_before, span_in, ctx_after } and resolves to
  *   { text, raw, overrun, verbose, fallback, tokens, passes, replayed, latencyMs }, plus
  *   { kept, keepLogprob, answerLogprob, editPreference }
  *   when the keep margin scored the answer; `passes` counts forward passes of the decode (the prefix's one-off pass
- *   not included; a replayed span's both decodes); `onText` receives decoded text as it streams.
+ *   not included; a replayed reply's both decodes); `onText` receives decoded text as it streams.
  */
 export async function createSpanCorrector({
   modelPath,
@@ -217,12 +222,13 @@ export async function createSpanCorrector({
   scoreKeep = false,
   prefixCache = true,
   copyDraft: drafts = true,
-  tieGuard = TIE_GUARD,
+  tieGuard: askedGuard,
 } = {}) {
   if (!modelPath) throw new Error('createSpanCorrector: modelPath (an exported spantune folder) is required');
   if (explicitMargin !== undefined) checkedMargin(explicitMargin, 'createSpanCorrector');
   const manifest = await readManifest(modelPath);
   const dtype = askedDtype ?? defaultDtype(device, manifest);
+  const tieGuard = askedGuard ?? dtypeTieGuard(dtype);
   const id = useLocalFolder(modelPath);
   const progress = progressCallback ? { progress_callback: progressCallback } : {};
   const tokenizer = await AutoTokenizer.from_pretrained(id, progress);
@@ -267,54 +273,85 @@ export async function createSpanCorrector({
   const prefix = head && { ids: prefixIds, logits: head.logits, past: head.present };
 
   /**
-   * Greedy tokens after `promptIds` and the forward passes taken (Python: OnnxDecoder.greedy): from the prefix
-   * cache when it covers the prompt; each pass feeds the pending token and up to 8 copy-draft guesses from
+   * Greedy tokens after `promptIds` and the forward passes taken (Python: spantune.infer.decode.greedy): from the
+   * prefix cache when it covers the prompt; each pass feeds the pending token and up to 8 copy-draft guesses from
    * `draftSource` (span_in as the reply), takes greedy's tokens until a guess differs from greedy's token (taken
    * too), then cuts the cache back to the inputs taken. Stops at an end id, once settled, or at the token limit;
-   * `stream` gets the tokens as they come. With `keepCache` the decode's KV cache comes back as `cache` (which
-   * holds at least the prompt) for scoreAfter, and the caller releases it. `closest` is the smallest lead of a
-   * token taken; `plain` decodes without the prefix cache and drafts.
+   * `stream` gets the tokens as they come. Rows of a pass over several tokens round differently from one-token
+   * passes, so when a token taken after a draft led the runner-up by less than `tieGuard` nats (`closest`), the
+   * reply is decoded again one token a pass from the prompt's cache and logits row (`replayed`; the stream then
+   * shows the first decode's text, the answer is the second's). With `keepCache` the decode's KV cache comes back
+   * as `cache` (which holds at least the prompt) for scoreAfter, and the caller releases it.
    */
-  async function greedy(promptIds, { draftSource = [], stream, keepCache = false, plain = false } = {}) {
-    const cached = !plain && prefix !== null && coversPrefix(prefix.ids, promptIds);
+  async function greedy(promptIds, { draftSource = [], stream, keepCache = false } = {}) {
+    const cached = prefix !== null && coversPrefix(prefix.ids, promptIds);
     let past = cached ? prefix.past : null;
     let length = cached ? prefix.ids.length : 0;
-    let pending = cached ? promptIds.slice(length) : promptIds;
-    const tokens = [];
     let passes = 0;
-    let closest = Infinity;
+    let firstRow = null; // the logits row after the prompt: drafts after the prompt leave it as the plain pass has it
     let handedOver = false;
-    const done = () => {
-      handedOver = keepCache;
-      return keepCache ? { tokens, passes, closest, cache: past } : { tokens, passes, closest };
+
+    /** Cut the KV cache back to its first `length` inputs. */
+    const crop = () => {
+      if (length < Object.values(past)[0].dims.at(-2)) {
+        past = Object.fromEntries(Object.entries(past).map(([name, t]) => [name, t.slice(null, null, [0, length], null)]));
+      }
     };
-    try {
+
+    /** One decode after the cache: `pending` first (with copy drafts when `drafts`), or `first` (a logits row from an
+     * earlier pass) in place of the first pass. Resolves to its tokens and the smallest lead after a draft. */
+    async function decode(pending, drafts, first = null) {
+      const tokens = [];
+      let closest = Infinity;
+      let drafted = false;
       while (tokens.length < limit) {
-        const draft = drafting && !plain ? copyDraft(draftSource, tokens, Math.min(8, limit - tokens.length - 1)) : [];
-        const { logits, vocab, present } = await run([...pending, ...draft], length, past, draft.length + 1);
-        if (past !== prefix?.past) await release(past);
-        past = present;
-        passes += 1;
+        let draft = drafts ? copyDraft(draftSource, tokens, Math.min(8, limit - tokens.length - 1)) : [];
+        let logits = first;
+        let vocab = first?.length;
+        if (first) {
+          draft = [];
+          first = null;
+        } else {
+          const out = await run([...pending, ...draft], length, past, draft.length + 1);
+          if (past !== prefix?.past) await release(past);
+          ({ logits, vocab } = out);
+          past = out.present;
+          passes += 1;
+        }
+        const promptRows = firstRow === null ? 1 : 0;
+        if (promptRows) firstRow = logits.slice(0, vocab);
+        drafted ||= draft.length > 0;
         length += pending.length;
         for (let i = 0; i <= draft.length; i++) {
           const row = logits.subarray(i * vocab, (i + 1) * vocab);
-          closest = Math.min(closest, lead(row));
+          if (drafted && i >= promptRows) closest = Math.min(closest, lead(row));
           const token = argmax(row);
-          if (stopIds.includes(token)) return done();
+          if (stopIds.includes(token)) return { tokens, closest };
           tokens.push(token);
           stream?.put(tokens);
           if (settled(tokenizer.decode(tokens, { skip_special_tokens: true })) || tokens.length === limit) {
-            return done();
+            return { tokens, closest };
           }
           if (token !== draft[i]) break;
           length += 1;
         }
-        if (length < Object.values(past)[0].dims.at(-2)) { // wrong guesses: drop their keys and values
-          past = Object.fromEntries(Object.entries(past).map(([name, t]) => [name, t.slice(null, null, [0, length], null)]));
-        }
+        crop(); // wrong guesses: drop their keys and values
         pending = [tokens.at(-1)];
       }
-      return done();
+      return { tokens, closest };
+    }
+
+    try {
+      let { tokens, closest } = await decode(promptIds.slice(length), drafting && draftSource.length > 0);
+      const replayed = closest < tieGuard;
+      if (replayed) {
+        length = promptIds.length;
+        crop();
+        ({ tokens } = await decode([], false, firstRow));
+      }
+      handedOver = keepCache;
+      const result = { tokens, passes, closest, replayed };
+      return keepCache ? { ...result, cache: past } : result;
     } finally {
       if (!handedOver && past !== prefix?.past) await release(past);
     }
@@ -326,15 +363,8 @@ export async function createSpanCorrector({
     const promptIds = encoded.prompt;
     const stream = onText ? textStream(tokenizer, onText) : undefined;
     const scoring = keepMargin > 0 || scoreKeep;
-    let { tokens, passes, closest, cache } = await greedy(promptIds,
+    const { tokens, passes, replayed, cache } = await greedy(promptIds,
       { draftSource: encoded.reply, stream, keepCache: scoring });
-    const replayed = (prefix !== null || drafting) && closest < tieGuard;
-    if (replayed) { // a near-tie: the plain decode's answer (passes of both counted)
-      await release(cache);
-      const again = await greedy(promptIds, { plain: true, stream, keepCache: scoring });
-      ({ tokens, cache } = again);
-      passes += again.passes;
-    }
     try {
       stream?.end(tokens);
       const raw = tokenizer.decode(tokens, { skip_special_tokens: true });

@@ -59,8 +59,9 @@ def settled_by(tokenizer: Any) -> Callable[[list[int]], bool]:
 @dataclass
 class Greedy:
     """Result of one greedy decode: new token ids (stop token excluded), if asked each step's logits, the
-    forward passes it took (a prefix cache's one-off pass not counted), the smallest :func:`lead` of a token it
-    took, and whether the answer is a plain decode's run after a near-tie (:func:`guarded`)."""
+    forward passes it took (a prefix cache's one-off pass not counted), the smallest :func:`lead` of a token taken
+    from a row computed after a draft, whether a near-tie had it redone one token a pass (:func:`greedy`), and
+    the logits row after the prompt."""
 
     tokens: list[int]
     logits: list[np.ndarray] = field(default_factory=list)
@@ -68,6 +69,7 @@ class Greedy:
     passes: int = 0
     closest: float = math.inf
     replayed: bool = False
+    first_row: np.ndarray | None = field(default=None, repr=False)
 
 
 def lead(row: np.ndarray) -> float:
@@ -124,7 +126,7 @@ def copy_draft(source: Sequence[int], generated: Sequence[int], limit: int, max_
 
 def greedy(stepper: Stepper, pending: list[int], max_new_tokens: int, stop_ids: Iterable[int], *,
            keep_logits: bool = False, until: Callable[[list[int]], bool] | None = None,
-           draft_source: Sequence[int] = (), draft_len: int = 8) -> Greedy:
+           draft_source: Sequence[int] = (), draft_len: int = 8, tie_guard: float = 0.0) -> Greedy:
     """Greedy decoding from ``stepper``'s cache plus ``pending`` (the prompt ids not cached yet): argmax, stop at
     any of ``stop_ids`` (not kept), at ``max_new_tokens``, or once ``until(tokens)`` is True (checked after each
     new token, e.g. :func:`settled_by`); ``keep_logits`` keeps each step's float32 logits.
@@ -132,20 +134,47 @@ def greedy(stepper: Stepper, pending: list[int], max_new_tokens: int, stop_ids: 
     A ``draft_source`` (the reply ids of ``span_in``) feeds up to ``draft_len`` guessed tokens (:func:`copy_draft`)
     after the pending one in each pass; the logits row after each input token is greedy's step there, so tokens
     are taken in order until a guess differs from greedy's token, which is taken too: plain greedy's tokens,
-    stop and ``until`` checks, in fewer passes. The cache is cut back to the inputs that were taken."""
+    stop and ``until`` checks, in fewer passes. The cache is cut back to the inputs that were taken.
+
+    The rows of a pass over several tokens round differently from one-token passes. So when a token taken after
+    a draft led the runner-up by less than ``tie_guard`` nats, the reply is decoded again one token a pass from
+    the prompt's cache and logits row (which drafts after the prompt leave unchanged): plain greedy's steps, at the
+    cost of the reply's passes (``replayed``; both decodes' passes counted)."""
+    prompt_end = stepper.cached() + len(pending)
+    fast = _decode(stepper, pending, max_new_tokens, stop_ids, keep_logits, until, draft_source, draft_len)
+    if fast.closest >= tie_guard or fast.first_row is None:
+        return fast
+    stepper.crop(prompt_end)
+    again = _decode(stepper, [], max_new_tokens, stop_ids, keep_logits, until, (), draft_len, first=fast.first_row)
+    return dataclasses.replace(again, passes=fast.passes + again.passes, replayed=True)
+
+
+def _decode(stepper: Stepper, pending: list[int], max_new_tokens: int, stop_ids: Iterable[int], keep_logits: bool,
+            until: Callable[[list[int]], bool] | None, draft_source: Sequence[int], draft_len: int,
+            first: np.ndarray | None = None) -> Greedy:
+    """:func:`greedy`'s loop, without the tie guard; ``first`` (the logits row after the cached prompt, from an
+    earlier pass) stands in for the first pass."""
     stop = set(stop_ids)
     result = Greedy(tokens=[])
     drop = 0
+    drafted = False  # once a draft is fed, reply rows are no longer those of one-token passes
     while len(result.tokens) < max_new_tokens:
         room = max_new_tokens - len(result.tokens) - 1
         draft = copy_draft(draft_source, result.tokens, min(draft_len, room)) if draft_source else []
-        rows = stepper.step(pending + draft, len(draft) + 1, drop)
-        result.passes += 1
+        if first is not None:
+            rows, first, draft = first[None], None, []
+        else:
+            rows = stepper.step(pending + draft, len(draft) + 1, drop)
+            result.passes += 1
+        prompt_rows = 1 if result.first_row is None else 0  # the prompt's last row: as in the plain prompt pass
+        result.first_row = rows[0] if prompt_rows else result.first_row
+        drafted = drafted or bool(draft)
         drop = len(draft)  # guesses not confirmed below: cut from the cache by the next step
-        for row, guess in zip(rows, [*draft, None]):
+        for i, (row, guess) in enumerate(zip(rows, [*draft, None])):
             if keep_logits:
                 result.logits.append(row)
-            result.closest = min(result.closest, lead(row))
+            if drafted and i >= prompt_rows:
+                result.closest = min(result.closest, lead(row))
             token = int(row.argmax())
             if token in stop:
                 result.stopped = True
@@ -158,14 +187,3 @@ def greedy(stepper: Stepper, pending: list[int], max_new_tokens: int, stop_ids: 
             drop -= 1
         pending = [result.tokens[-1]]
     return result
-
-
-def guarded(fast: Greedy, tie_guard: float, plain: Callable[[], Greedy]) -> Greedy:
-    """``fast`` (a decode from the prefix cache and with copy drafts), or ``plain()`` when one of its tokens led
-    the runner-up by less than ``tie_guard`` nats. Passes over other token counts round differently; where every
-    lead exceeds twice that rounding, plain greedy takes the same tokens, and a near-tie is decoded plain, so the
-    answer is plain greedy's whenever ``tie_guard`` exceeds it (docs/fast-decoding.md). Passes of both count."""
-    if fast.closest >= tie_guard:
-        return fast
-    again = plain()
-    return dataclasses.replace(again, passes=fast.passes + again.passes, replayed=True)

@@ -15,8 +15,9 @@ cache; plain decoding (no prefix, no draft source) is the whole prompt in one st
 * **copy draft**: the answer is usually ``span_in`` or close to it, so the next tokens are guessed from
   ``span_in``'s reply tokens (prompt-lookup decoding) and checked in one forward pass; greedy's own tokens are
   kept up to the first wrong guess, plus greedy's token there;
-* **tie guard**: a pass over other tokens rounds differently, so where a token taken led the runner-up by less
-  than :data:`TIE_GUARD` nats the span is decoded again plain (:func:`~spantune.infer.decode.guarded`).
+* **tie guard**: a pass over several tokens rounds differently from one-token passes, so where a token taken after
+  a draft led the runner-up by less than the dtype's :data:`TIE_GUARD` nats the reply is decoded again one token a pass from
+  the prompt's cache (:func:`~spantune.infer.decode.greedy`).
 
 The keep margin scores both replies on the decode's own cache cut back to the prompt
 (:func:`~spantune.infer.decode.scored_after`, as PyTorch does): a few tokens a reply instead of a whole prompt.
@@ -37,7 +38,7 @@ import numpy as np
 
 from spantune.errors import SpantuneError
 from spantune.infer.base import Prediction
-from spantune.infer.decode import Greedy, greedy, guarded, scored_after, settled_by, stop_token_ids
+from spantune.infer.decode import Greedy, greedy, scored_after, settled_by, stop_token_ids
 from spantune.infer.keep import KeepMargin
 from spantune.postprocess import postprocess
 from spantune.prompt import encode_prompt
@@ -50,10 +51,18 @@ LOGITS_TO_KEEP = "num_logits_to_keep"
 DTYPE_SUFFIX = {"fp32": "", "fp16": "_fp16", "q4": "_q4", "q4f16": "_q4f16", "q8": "_quantized", "int8": "_int8"}
 _NUMPY_TYPE = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 
-#: Leads (nats between greedy's token and the runner-up) below which a fast decode is redone plain: above the
-#: largest gap measured between fast and plain logits of the same decode (benchmarks/RESULTS.md, run 17).
-#: js/src/corrector.js: TIE_GUARD, the same number.
-TIE_GUARD = 0.5
+#: Leads (nats between greedy's token and the runner-up) below which a drafted reply is redone one token a pass,
+#: per dtype (:func:`dtype_tie_guard`). Files that compute in float: drafted rows stray from one-token rows by
+#: < 1e-4 nats, so 1e-3 is a bound with room to spare. int8 re-quantizes activations to 8 bits, which can turn that
+#: rounding into a whole step: rows strayed by up to ~3 nats on a few spans, so 0.5 catches most near-ties (5 of the
+#: 6 changed answers in 1,000 spans) at ~7 % of the spans redone, not all (benchmarks/RESULTS.md, run 17).
+#: js/src/corrector.js: TIE_GUARD, the same numbers.
+TIE_GUARD = {"int8": 0.5, "float": 1e-3}
+
+
+def dtype_tie_guard(dtype: str) -> float:
+    """The :data:`TIE_GUARD` of an exported file's dtype."""
+    return TIE_GUARD.get(dtype, TIE_GUARD["float"])
 
 #: The session setting for the 4-bit file's int4 DequantizeLinear + MatMul pairs (spantune.export.onnx): native
 #: onnxruntime fuses each pair into MatMulNBits at this accuracy level (its default, 4, quantizes activations to
@@ -232,11 +241,12 @@ class OnnxCorrector:
     """The :class:`~spantune.infer.base.Corrector` for an exported folder (``--system onnx:DIR``); ``keep``
     is the keep margin (off by default), scored with one short pass per reply. ``prefix_cache`` and
     ``copy_draft`` (both on: same answers, fewer and shorter passes) are the speed-ups of the module docstring,
-    ``tie_guard`` the lead below which their decode is redone plain."""
+    ``tie_guard`` the lead below which a drafted reply is redone one token a pass (None: the dtype's
+    :data:`TIE_GUARD`)."""
 
     def __init__(self, model_dir: str | Path, dtype: str = "q4", max_new_tokens: int = 32,
                  threads: int | None = None, name: str | None = None, keep: KeepMargin = KeepMargin(),
-                 prefix_cache: bool = True, copy_draft: bool = True, tie_guard: float = TIE_GUARD) -> None:
+                 prefix_cache: bool = True, copy_draft: bool = True, tie_guard: float | None = None) -> None:
         from transformers import AutoTokenizer
 
         self.model_dir = Path(model_dir)
@@ -251,7 +261,7 @@ class OnnxCorrector:
         self.keep = keep
         self.prefix = self.decoder.prefix_cache(prompt_head_ids(self.tokenizer)) if prefix_cache else None
         self.copy_draft = copy_draft
-        self.tie_guard = tie_guard
+        self.tie_guard = dtype_tie_guard(dtype) if tie_guard is None else tie_guard
         self.settled = settled_by(self.tokenizer)
 
     def prompt_ids(self, example: SpanExample) -> list[int]:
@@ -275,16 +285,7 @@ class OnnxCorrector:
         prompt_ids, draft_source = self._encode(example)
         stepper, pending = self.decoder.start(prompt_ids, self.prefix)
         out = greedy(stepper, pending, self.max_new_tokens, self.stop_ids, keep_logits=keep_logits, until=self.settled,
-                     draft_source=draft_source)
-        if self.prefix is not None or draft_source:
-
-            def plain() -> Greedy:
-                nonlocal stepper
-                stepper, pending = self.decoder.start(prompt_ids)
-                return greedy(stepper, pending, self.max_new_tokens, self.stop_ids, keep_logits=keep_logits,
-                              until=self.settled)
-
-            out = guarded(out, self.tie_guard, plain)
+                     draft_source=draft_source, tie_guard=self.tie_guard)
         raw = self.tokenizer.decode(out.tokens, skip_special_tokens=True)
         pred = Prediction(raw=raw, result=postprocess(raw, example.span_in), latency_s=0.0,
                           new_tokens=len(out.tokens))
