@@ -132,10 +132,11 @@ def test_keep_margin_scores_from_the_prefix_cache_as_from_an_empty_one(export_di
 
 
 def test_a_drafted_reply_with_a_near_tie_is_redone_one_token_a_pass(export_dir: Path) -> None:
-    from spantune.infer.onnx_backend import TIE_GUARD, OnnxCorrector
+    from spantune.infer.onnx_backend import TIE_GUARD, OnnxCorrector, dtype_tie_guard
 
     assert [OnnxCorrector(export_dir, dtype=d).tie_guard for d in ("int8", "q4")] == \
         [TIE_GUARD["int8"], TIE_GUARD["float"]]
+    assert dtype_tie_guard("q4", accuracy_level=4) == TIE_GUARD["int8"]  # MatMulNBits with int8 activations
     plain = OnnxCorrector(export_dir, dtype="int8", prefix_cache=False, copy_draft=False)
     always = OnnxCorrector(export_dir, dtype="int8", tie_guard=np.inf)
     replayed = 0

@@ -107,9 +107,12 @@ export function lead(row) {
  */
 export const TIE_GUARD = { int8: 0.5, float: 1e-3 };
 
-/** The TIE_GUARD of an exported file's dtype: int8 re-quantizes activations, the other files compute in float. */
-export function dtypeTieGuard(dtype) {
-  return TIE_GUARD[dtype] ?? TIE_GUARD.float;
+/**
+ * The TIE_GUARD of an exported file as a runtime runs it: int8's where activations are quantized to 8 bits (the int8
+ * file, or 4-bit MatMulNBits at accuracy level 4), else the float files' (Python: dtype_tie_guard).
+ */
+export function dtypeTieGuard(dtype, accuracyLevel = 1) {
+  return dtype === 'int8' || accuracyLevel === 4 ? TIE_GUARD.int8 : TIE_GUARD.float;
 }
 
 /**
@@ -200,7 +203,7 @@ export function withQuantConfig(sessionOptions, device, accuracyLevel = 1) {
  *   `prefixCache` and `copyDraft` (both on; same answers) are the speed-ups of docs/fast-decoding.md; copy drafts
  *   are skipped while the KV cache lives on the GPU (WebGPU), where it cannot be cut back after a wrong guess.
  *   A reply whose drafted decode took a token leading the runner-up by less than `tieGuard` nats (TIE_GUARD) is
- *   decoded again one token a pass (greedy); left out, `tieGuard` is dtypeTieGuard(dtype).
+ *   decoded again one token a pass (greedy); left out, `tieGuard` is dtypeTieGuard for the file as it runs.
  * @returns {Promise<{correct: Function, greedy: Function, tokenizer: any, model: any, stopIds: number[],
  *          keepMargin: number, dtype: string, prefixIds: number[]}>}
  *   `greedy(promptIds, { draftSource })` resolves to the greedy { tokens, passes, closest, replayed } (Python:
@@ -228,7 +231,9 @@ export async function createSpanCorrector({
   if (explicitMargin !== undefined) checkedMargin(explicitMargin, 'createSpanCorrector');
   const manifest = await readManifest(modelPath);
   const dtype = askedDtype ?? defaultDtype(device, manifest);
-  const tieGuard = askedGuard ?? dtypeTieGuard(dtype);
+  const level = manifest?.quantization?.[dtype]?.accuracy_level;
+  // WASM folds the 4-bit pairs into fp32 weights (withQuantConfig): float compute whatever the export's level
+  const tieGuard = askedGuard ?? dtypeTieGuard(dtype, device === 'wasm' ? 1 : level);
   const id = useLocalFolder(modelPath);
   const progress = progressCallback ? { progress_callback: progressCallback } : {};
   const tokenizer = await AutoTokenizer.from_pretrained(id, progress);
@@ -236,7 +241,7 @@ export async function createSpanCorrector({
     dtype,
     device,
     ...progress,
-    session_options: withQuantConfig(sessionOptions, device, manifest?.quantization?.[dtype]?.accuracy_level),
+    session_options: withQuantConfig(sessionOptions, device, level),
   });
   const keepMargin = explicitMargin ?? calibratedKeepMargin(model.config, modelPath);
   const eos = model.generation_config?.eos_token_id ?? tokenizer.eos_token_id;

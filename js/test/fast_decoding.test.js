@@ -123,12 +123,13 @@ test('a drafted reply with a near-tie is redone one token a pass (Python: the sa
   assert.ok(redone >= promptCases.length / 2, `redone ${redone} of ${promptCases.length}`);
 });
 
-test('TIE_GUARD: Python\'s numbers, int8\'s own and the float files\' one', () => {
+test('TIE_GUARD: Python\'s numbers; 8-bit activations get int8\'s, float compute the float files\'', () => {
   const code = 'import json; from spantune.infer.onnx_backend import TIE_GUARD; print(json.dumps(TIE_GUARD))';
   const py = spawnSync(PYTHON, ['-c', code], { encoding: 'utf8' });
   assert.equal(py.status, 0, py.stderr);
   assert.deepEqual(TIE_GUARD, JSON.parse(py.stdout));
-  assert.deepEqual(['int8', 'q4', 'fp32'].map(dtypeTieGuard), [TIE_GUARD.int8, TIE_GUARD.float, TIE_GUARD.float]);
+  assert.deepEqual(['int8', 'q4', 'fp32'].map((d) => dtypeTieGuard(d)), [TIE_GUARD.int8, TIE_GUARD.float, TIE_GUARD.float]);
+  assert.equal(dtypeTieGuard('q4', 4), TIE_GUARD.int8); // MatMulNBits at accuracy level 4: int8 activations
 });
 
 test('lead: how far the largest logit leads the runner-up', () => {

@@ -55,14 +55,16 @@ _NUMPY_TYPE = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 #: per dtype (:func:`dtype_tie_guard`). Files that compute in float: drafted rows stray from one-token rows by
 #: < 1e-4 nats, so 1e-3 is a bound with room to spare. int8 re-quantizes activations to 8 bits, which can turn that
 #: rounding into a whole step: rows strayed by up to ~3 nats on a few spans, so 0.5 catches most near-ties (5 of the
-#: 6 changed answers in 1,000 spans) at ~7 % of the spans redone, not all (benchmarks/RESULTS.md, run 17).
+#: 6 changed answers in 1,000 spans) at ~7 % of the spans redone, not all (benchmarks/RESULTS.md, run 17); so does
+#: q4 at accuracy level 4, whose MatMulNBits quantizes activations to int8.
 #: js/src/corrector.js: TIE_GUARD, the same numbers.
 TIE_GUARD = {"int8": 0.5, "float": 1e-3}
 
 
-def dtype_tie_guard(dtype: str) -> float:
-    """The :data:`TIE_GUARD` of an exported file's dtype."""
-    return TIE_GUARD.get(dtype, TIE_GUARD["float"])
+def dtype_tie_guard(dtype: str, accuracy_level: int = 1) -> float:
+    """The :data:`TIE_GUARD` of an exported file: int8's where activations are quantized to 8 bits (the int8 file,
+    or 4-bit MatMulNBits at accuracy level 4), else the float files'."""
+    return TIE_GUARD["int8"] if dtype == "int8" or accuracy_level == 4 else TIE_GUARD["float"]
 
 #: The session setting for the 4-bit file's int4 DequantizeLinear + MatMul pairs (spantune.export.onnx): native
 #: onnxruntime fuses each pair into MatMulNBits at this accuracy level (its default, 4, quantizes activations to
@@ -253,7 +255,8 @@ class OnnxCorrector:
         if not (self.model_dir / "tokenizer.json").is_file():
             raise SpantuneError(f"{self.model_dir} is not an exported model folder (no tokenizer.json)")
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir))
-        self.decoder = OnnxDecoder(onnx_file(self.model_dir, dtype), threads, accuracy_level(self.model_dir, dtype))
+        level = accuracy_level(self.model_dir, dtype)
+        self.decoder = OnnxDecoder(onnx_file(self.model_dir, dtype), threads, level)
         self.dtype = dtype
         self.max_new_tokens = max_new_tokens
         self.stop_ids = stop_ids_from_folder(self.model_dir, self.tokenizer)
@@ -261,7 +264,7 @@ class OnnxCorrector:
         self.keep = keep
         self.prefix = self.decoder.prefix_cache(prompt_head_ids(self.tokenizer)) if prefix_cache else None
         self.copy_draft = copy_draft
-        self.tie_guard = dtype_tie_guard(dtype) if tie_guard is None else tie_guard
+        self.tie_guard = dtype_tie_guard(dtype, level) if tie_guard is None else tie_guard
         self.settled = settled_by(self.tokenizer)
 
     def prompt_ids(self, example: SpanExample) -> list[int]:
