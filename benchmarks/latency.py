@@ -124,7 +124,7 @@ def main() -> int:
     import torch
     from transformers import AutoTokenizer
 
-    from spantune.infer.onnx_backend import OnnxCorrector, accuracy_level, dtype_tie_guard, onnx_file
+    from spantune.infer.onnx_backend import OnnxCorrector, onnx_file
     from spantune.infer.torch_backend import TorchCorrector
     from spantune.schema import read_jsonl
 
@@ -140,14 +140,12 @@ def main() -> int:
         runs[plain] = time_onnx(OnnxCorrector(args.export, dtype=dtype, threads=args.threads, prefix_cache=False,
                                               copy_draft=False), examples)
         fast = f"onnxruntime {dtype} + prefix cache + copy draft"
-        level = accuracy_level(args.export, dtype)
-        guard = dtype_tie_guard(dtype, level) if args.tie_guard is None else args.tie_guard
-        runs[fast] = time_onnx(OnnxCorrector(args.export, dtype=dtype, threads=args.threads, tie_guard=guard),
-                               examples)
+        corrector = OnnxCorrector(args.export, dtype=dtype, threads=args.threads, tie_guard=args.tie_guard)
+        runs[fast] = time_onnx(corrector, examples)
         plain_of[fast] = plain
         if not args.skip_node and dtype != "fp32":
             node = f"Transformers.js {dtype} + prefix cache + copy draft (Node)"
-            runs[node] = time_node(args.export, dtype, examples, args.threads, guard)
+            runs[node] = time_node(args.export, dtype, examples, args.threads, corrector.tie_guard)
             plain_of[node] = plain
 
     base = runs["PyTorch fp32"]

@@ -303,14 +303,14 @@ export async function createSpanCorrector({
       }
     };
 
-    /** One decode after the cache: `pending` first (with copy drafts when `drafts`), or `first` (a logits row from an
-     * earlier pass) in place of the first pass. Resolves to its tokens and the smallest lead after a draft. */
-    async function decode(pending, drafts, first = null) {
+    /** One decode after the cache: `pending` first (with copy drafts when `withDrafts`), or `first` (a logits row
+     * from an earlier pass) in place of the first pass. Resolves to its tokens and the smallest lead after a draft. */
+    async function decode(pending, withDrafts, first = null) {
       const tokens = [];
       let closest = Infinity;
       let drafted = false;
       while (tokens.length < limit) {
-        let draft = drafts ? copyDraft(draftSource, tokens, Math.min(8, limit - tokens.length - 1)) : [];
+        let draft = withDrafts ? copyDraft(draftSource, tokens, Math.min(8, limit - tokens.length - 1)) : [];
         let logits = first;
         let vocab = first?.length;
         if (first) {
@@ -347,7 +347,9 @@ export async function createSpanCorrector({
     }
 
     try {
-      let { tokens, closest } = await decode(promptIds.slice(length), drafting && draftSource.length > 0);
+      const drafted = await decode(promptIds.slice(length), drafting && draftSource.length > 0);
+      const { closest } = drafted;
+      let { tokens } = drafted;
       const replayed = closest < tieGuard;
       if (replayed) {
         length = promptIds.length;
