@@ -143,8 +143,8 @@ def test_a_drafted_reply_with_a_near_tie_is_redone_one_token_a_pass(export_dir: 
     for ex in e2e_examples():
         (want, want_run), (got, got_run) = plain.correct_greedy(ex), always.correct_greedy(ex)
         assert (got.raw, got_run.tokens) == (want.raw, want_run.tokens)
-        if got_run.replayed:  # the drafted decode's passes, then one a token after the first (the prompt's row)
-            assert got_run.passes >= 1 + len(want_run.tokens) + want_run.stopped - 1
+        if got_run.replayed:  # at least one drafted pass, then one pass a token after the first (the prompt's row)
+            assert got_run.passes >= len(want_run.tokens) + want_run.stopped
         replayed += got_run.replayed
         assert not want_run.replayed and want_run.closest == np.inf  # no draft, nothing to guard
     assert replayed >= len(e2e_examples()) // 2
