@@ -162,7 +162,8 @@ def main() -> int:
         plain = f"{r['same_as_plain']}/{n}" if r["same_as_plain"] is not None else "—"
         replayed = f"{r['replayed']}/{n}" if r["replayed"] is not None and r["same_as_plain"] is not None else "—"
         print(f"| {r['backend']} | {r['spans']} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['mean_new_tokens']:.1f} | "
-              f"{passes} | {r['ms_per_token']:.1f} | {r['p50_vs_torch']:.2f}× | {r['same_as_torch']}/{n} | {plain} | {replayed} |")
+              f"{passes} | {r['ms_per_token']:.1f} | {r['p50_vs_torch']:.2f}× | {r['same_as_torch']}/{n} | {plain} | "
+              f"{replayed} |")
     plain_passes, draft_passes = reference_passes(AutoTokenizer.from_pretrained(str(args.export)), examples)
     print(f"\nA model answering these spans' reference span_out would take {plain_passes:.1f} passes/span plain "
           f"and {draft_passes:.1f} with copy drafts (counted from token ids, not timed).")

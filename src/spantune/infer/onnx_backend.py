@@ -16,8 +16,8 @@ cache; plain decoding (no prefix, no draft source) is the whole prompt in one st
   ``span_in``'s reply tokens (prompt-lookup decoding) and checked in one forward pass; greedy's own tokens are
   kept up to the first wrong guess, plus greedy's token there;
 * **tie guard**: a pass over several tokens rounds differently from one-token passes, so where a token taken after
-  a draft led the runner-up by less than the dtype's :data:`TIE_GUARD` nats the reply is decoded again one token a pass from
-  the prompt's cache (:func:`~spantune.infer.decode.greedy`).
+  a draft led the runner-up by less than the dtype's :data:`TIE_GUARD` nats, the reply is decoded again one token
+  a pass from the prompt's cache (:func:`~spantune.infer.decode.greedy`).
 
 The keep margin scores both replies on the decode's own cache cut back to the prompt
 (:func:`~spantune.infer.decode.scored_after`, as PyTorch does): a few tokens a reply instead of a whole prompt.
@@ -55,8 +55,8 @@ _NUMPY_TYPE = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 #: per dtype (:func:`dtype_tie_guard`). Files that compute in float: drafted rows stray from one-token rows by
 #: < 1e-4 nats, so 1e-3 is a bound with room to spare. int8 re-quantizes activations to 8 bits, which can turn that
 #: rounding into a whole step: rows strayed by up to ~3 nats on a few spans, so 0.5 catches most near-ties (5 of the
-#: 6 changed answers in 1,000 spans) at ~7 % of the spans redone, not all (benchmarks/RESULTS.md, run 17); so does
-#: q4 at accuracy level 4, whose MatMulNBits quantizes activations to int8.
+#: 6 changed answers in 1,000 spans) at 13 % of those spans redone (7 % of the golden set), not all
+#: (benchmarks/RESULTS.md, run 17); so does q4 at accuracy level 4, whose MatMulNBits quantizes activations to int8.
 #: js/src/corrector.js: TIE_GUARD, the same numbers.
 TIE_GUARD = {"int8": 0.5, "float": 1e-3}
 
@@ -65,6 +65,7 @@ def dtype_tie_guard(dtype: str, accuracy_level: int = 1) -> float:
     """The :data:`TIE_GUARD` of an exported file: int8's where activations are quantized to 8 bits (the int8 file,
     or 4-bit MatMulNBits at accuracy level 4), else the float files'."""
     return TIE_GUARD["int8"] if dtype == "int8" or accuracy_level == 4 else TIE_GUARD["float"]
+
 
 #: The session setting for the 4-bit file's int4 DequantizeLinear + MatMul pairs (spantune.export.onnx): native
 #: onnxruntime fuses each pair into MatMulNBits at this accuracy level (its default, 4, quantizes activations to
