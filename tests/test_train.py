@@ -95,6 +95,29 @@ def test_reply_only_logits_give_the_full_logits_loss(tmp_path: Path, tiny_model_
     assert torch.allclose(ours, reference, atol=1e-5), (ours, reference)
 
 
+def test_packed_batch_runs_each_row_to_its_last_trained_position() -> None:
+    """Packing drops every token after a row's last trained position (end-of-turn, padding); each trained position
+    keeps its token, its position in its own row, and each row's slots hold its own tokens in order."""
+    from spantune.train.loss import pack_shared_prefix
+
+    x = -100
+    input_ids = torch.tensor([[1, 2, 10, 11, 12, 13, 0, 0], [1, 2, 20, 21, 22, 23, 24, 25], [1, 2, 30, 31, 32, 0, 0, 0],
+                              [1, 2, 40, 0, 0, 0, 0, 0]])
+    labels = torch.tensor([[x, x, x, x, 12, 13, x, x], [x, x, x, x, x, x, 24, 25], [x, x, x, x, 32, x, x, x],
+                           [x] * 8])  # the last row trains nothing
+    packed = pack_shared_prefix(input_ids, labels, prefix=2)
+    assert packed.ids.tolist() == [[1, 2, 10, 11, 12, 20, 21, 22, 23, 24, 30, 31]]
+    assert packed.positions.tolist() == [[0, 1, 2, 3, 4, 2, 3, 4, 5, 6, 2, 3]]
+    assert packed.ids[0, packed.index].tolist() == [11, 12, 23, 24, 31]  # the tokens before 12, 13, 24, 25, 32
+    rows, width = 4, 5
+    assert packed.mask.shape == (rows, 1, width, 2 + width)
+    real = packed.mask[:, 0, -1, 2:]  # the keys a row's last slot may see: its own real tokens
+    assert real.sum(1).tolist() == [3, 5, 2, 0]
+    laid_out = packed.ids[0, packed.slots].view(rows, width)
+    assert [laid_out[r][real[r]].tolist() for r in range(rows)] == [[10, 11, 12], [20, 21, 22, 23, 24], [30, 31], []]
+    assert packed.slots[packed.tokens].tolist() == list(range(2, 12))
+
+
 @pytest.mark.parametrize(("attention", "checkpointing"), [("sdpa", False), ("eager", False), ("sdpa", True)])
 def test_shared_prefix_gives_the_plain_loss_and_gradients(tmp_path: Path, tiny_model_dir: Path, attention: str,
                                                           checkpointing: bool) -> None:
@@ -113,6 +136,7 @@ def test_shared_prefix_gives_the_plain_loss_and_gradients(tmp_path: Path, tiny_m
     batch = dict(next(iter(trainer.get_train_dataloader())))
     prefix = shared_prefix_length(batch["input_ids"], batch["attention_mask"], kept_positions(batch["labels"]))
     assert prefix >= 10, "the rows should share the template head for this test to mean something"
+    assert (batch["attention_mask"] == 0).any(), "the batch should need padding, which packing drops"
     train_mode_with_nonzero_lora_b(trainer)
     trainer.model.get_base_model().set_attn_implementation(attention)
     assert use_packed_attention(trainer.model)  # the plain path below runs through its wrapper too

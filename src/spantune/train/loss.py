@@ -10,13 +10,15 @@ model's full-logits loss and 6.2 s for TRL's default loss.
 
 Every span prompt also starts with the same tokens (chat template head, system prompt, ``Context before: «``),
 about a third of each sequence. With ``shared_prefix`` the batch runs as one sequence: that head once, then each
-row's own tokens after it (padded to the batch's width), with each row's own positions. Inside every attention
-layer a registered wrapper of the model's own attention (eager or sdpa, :func:`use_packed_attention`) lets the head
-attend causally to itself and each row, laid out again as ``[rows, width]``, to the head's keys and values and its
-own: every projection and MLP runs the head once, no query scores another row's keys, and the head's gradients
-flow back once, summed over the rows. No key/value cache is involved, so the path combines with compiled layers
-and gradient checkpointing. Same loss and gradients as the plain path up to floating-point order
-(tests/test_train.py); speed in benchmarks/RESULTS.md. Flash attention (no wrapper) keeps the plain path.
+row's own tokens after it, with each row's own positions, up to the row's last trained position (its end-of-turn
+token and any padding change no trained logit, so they never run). Inside every attention layer a registered
+wrapper of the model's own attention (eager or sdpa, :func:`use_packed_attention`) lets the head attend causally to
+itself and each row, laid out again as ``[rows, width]``, to the head's keys and values and its own: every
+projection and MLP runs the head once and no padding, no query scores another row's keys, and the head's gradients
+flow back once, summed over the rows. Only each row's own trained positions reach the output layer. No key/value
+cache is involved, so the path combines with compiled layers and gradient checkpointing. Same loss and gradients
+as the plain path up to floating-point order (tests/test_train.py); speed in benchmarks/RESULTS.md. Flash attention
+(no wrapper) keeps the plain path.
 
 Under mixed precision the loss's forward feeds each adapter its half-precision input as is: PEFT would cast it to
 the adapter's fp32 and autocast would cast it straight back for the matmul, a round trip that changes no value
@@ -66,35 +68,51 @@ PACKED_NAMES = frozenset(PACKED_ATTENTION.values())
 class Packed:
     """A batch packed around its shared head (:func:`pack_shared_prefix`)."""
 
-    ids: torch.Tensor        # [1, head + rows * width]: the head once, then each row's tokens after it, padded
-    positions: torch.Tensor  # [1, head + rows * width]: each token's position in its own row
+    ids: torch.Tensor        # [1, head + n]: the head once, then each row's own tokens up to its last trained position
+    positions: torch.Tensor  # [1, head + n]: each token's position in its own row
     mask: torch.Tensor       # [rows, 1, width, head + width] bool: row query i may attend to key j (head, then own)
-    index: torch.Tensor      # [rows * len(keep)]: where row b's position keep[k] sits in the packed sequence
+    slots: torch.Tensor      # [rows * width]: the packed token in each slot of the rows laid out [rows, width] (0: none)
+    tokens: torch.Tensor     # [n]: the slot of each packed token after the head
+    index: torch.Tensor      # [pairs]: where the position of each trained pair (:func:`trained_pairs`) sits
 
 
-def pack_shared_prefix(input_ids: torch.Tensor, attention_mask: torch.Tensor | None, keep: torch.Tensor,
-                       prefix: int) -> Packed:
-    """Pack a right-padded batch whose rows share their first ``prefix`` tokens (``keep`` starts at or after it)."""
-    rows, length = input_ids.shape
-    width, device = length - prefix, input_ids.device
-    ids = torch.cat([input_ids[0, :prefix], input_ids[:, prefix:].flatten()])
-    positions = torch.cat([torch.arange(prefix, device=device), torch.arange(prefix, length, device=device).repeat(rows)])
-    real = (attention_mask[:, prefix:].bool() if attention_mask is not None
-            else torch.ones(rows, width, dtype=torch.bool, device=device))
+def trained_pairs(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(row, position) of every position whose next token carries a label, row by row."""
+    return (labels[:, 1:] != IGNORE_INDEX).nonzero(as_tuple=True)
+
+
+def pack_shared_prefix(input_ids: torch.Tensor, labels: torch.Tensor, prefix: int) -> Packed:
+    """Pack a right-padded batch whose rows share their first ``prefix`` tokens (every trained position at or
+    after it). A row ends at its last trained position: later tokens (its end-of-turn token, padding) change no
+    logit that is trained, so neither they nor any padding run through the model."""
+    rows, device = input_ids.size(0), input_ids.device
+    row, position = trained_pairs(labels)
+    ends = torch.zeros(rows, dtype=torch.long, device=device).scatter_reduce(0, row, position + 1, "amax")
+    lengths = (ends - prefix).clamp(min=0)  # 0: a row that trains nothing
+    width = int(lengths.max())
+    starts = prefix + lengths.cumsum(0) - lengths
+    grid = torch.arange(width, device=device)
+    real = grid < lengths[:, None]  # [rows, width]
+    slots = torch.where(real, starts[:, None] + grid, 0).flatten()
+    tokens = real.flatten().nonzero().flatten()
+    ids = torch.cat([input_ids[0, :prefix], input_ids[:, prefix:prefix + width].flatten()[tokens]])
+    positions = torch.cat([torch.arange(prefix, device=device), (prefix + grid).repeat(rows)[tokens]])
     own = torch.ones(width, width, dtype=torch.bool, device=device).tril() & real[:, None, :]
     mask = torch.cat([torch.ones(rows, width, prefix, dtype=torch.bool, device=device), own], dim=2)
-    index = (torch.arange(rows, device=device)[:, None] * width + keep[None, :]).flatten()
-    return Packed(ids[None], positions[None], mask[:, None], index)
+    return Packed(ids[None], positions[None], mask[:, None], slots, tokens, starts[row] + position - prefix)
 
 
 def packed_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                      attention_mask: torch.Tensor | None, *, base: str, spantune_packed: torch.Tensor | None = None,
+                     spantune_slots: torch.Tensor | None = None, spantune_tokens: torch.Tensor | None = None,
                      **kwargs: Any) -> tuple[torch.Tensor, Any]:
     """The model's own ``base`` attention (eager or sdpa), which a call with ``spantune_packed`` runs over a packed
-    batch (:class:`Packed`; ``attention_mask`` is its ``mask``): the head attends causally to itself, and each row,
-    laid out as ``[rows, width]``, to the head's keys and values (expanded over the rows, a view: their gradients
-    sum back once) and its own. No query scores a key of another row, so attention costs what it costs in the plain
-    batch, while every projection and MLP runs the head once."""
+    batch (:class:`Packed`; ``attention_mask`` is its ``mask``, ``spantune_slots`` and ``spantune_tokens`` its
+    ``slots`` and ``tokens``): the head attends causally to itself, and each row, laid out as ``[rows, width]``,
+    to the head's keys and values (expanded over the rows, a view: their gradients sum back once) and its own. No
+    query scores a key of another row, so attention costs what it costs in the plain batch, while every projection
+    and MLP runs the head once. An empty slot holds the first token: masked as a key, and its output as a query is
+    dropped, so nothing flows back to that token through it."""
     attend = eager_attention_forward if base == "eager" else ALL_ATTENTION_FUNCTIONS[base]
     if spantune_packed is None:
         return attend(module, query, key, value, attention_mask, **kwargs)
@@ -107,11 +125,11 @@ def packed_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value:
         attention_mask = torch.zeros(attention_mask.shape, device=query.device).masked_fill(~attention_mask, low)
 
     # contiguous copies: inductor fails on views of these symbolic-size slices ("Exponent must be non-negative")
-    def shared(x: torch.Tensor) -> torch.Tensor:  # [1, heads, head + rows * width, dim] -> [1, heads, head, dim]
+    def shared(x: torch.Tensor) -> torch.Tensor:  # [1, heads, head + n, dim] -> [1, heads, head, dim]
         return x[:, :, :head].contiguous()
 
-    def own(x: torch.Tensor) -> torch.Tensor:  # [1, heads, head + rows * width, dim] -> [rows, heads, width, dim]
-        return x[0, :, head:].unflatten(1, (rows, width)).transpose(0, 1).contiguous()
+    def own(x: torch.Tensor) -> torch.Tensor:  # [1, heads, head + n, dim] -> [rows, heads, width, dim]
+        return x[0, :, spantune_slots].unflatten(1, (rows, width)).transpose(0, 1).contiguous()
 
     def with_head(head_x: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([head_x.expand(rows, -1, -1, -1), own(x)], dim=2)
@@ -119,8 +137,8 @@ def packed_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value:
     head_key, head_value = shared(key), shared(value)
     head_out, _ = attend(module, shared(query), head_key, head_value, causal, **kwargs)
     row_out, _ = attend(module, own(query), with_head(head_key, key), with_head(head_value, value), attention_mask,
-                        **kwargs)
-    return torch.cat([head_out, row_out.reshape(1, rows * width, *row_out.shape[2:])], dim=1), None
+                        **kwargs)  # [rows, width, heads, dim]
+    return torch.cat([head_out, row_out.flatten(0, 1)[spantune_tokens][None]], dim=1), None
 
 
 for _base, _name in PACKED_ATTENTION.items():
@@ -139,18 +157,29 @@ def use_packed_attention(model: Any) -> bool:
     return True
 
 
-def forward_kept(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, keep: torch.Tensor,
-                 prefix: int) -> Any:
-    """The model's outputs with logits at ``keep`` only ([rows, len(keep), vocab]); with ``prefix`` > 0 the batch
-    runs packed around its shared head (:func:`pack_shared_prefix`), which needs :func:`use_packed_attention`."""
+def forward_trained(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+                    labels: torch.Tensor, prefix: int) -> tuple[Any, torch.Tensor]:
+    """The model's outputs with logits ``[n, vocab]`` where a next token is trained, and those ``n`` next tokens
+    (:data:`IGNORE_INDEX` where a row has none). The plain batch (``prefix`` 0) ends at its last trained
+    position and keeps every row's logits at every position any row trains; with ``prefix`` > 0 the batch runs
+    packed around its shared head (:func:`pack_shared_prefix`, which needs :func:`use_packed_attention`), and
+    only each row's own trained positions reach the output layer."""
     if prefix == 0:
-        return model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=keep, use_cache=False)
-    packed = pack_shared_prefix(input_ids, attention_mask, keep, prefix)
+        keep = kept_positions(labels)
+        end = int(keep.max()) + 1 if keep.numel() else input_ids.size(1)
+        outputs = model(input_ids=input_ids[:, :end],
+                        attention_mask=None if attention_mask is None else attention_mask[:, :end],
+                        logits_to_keep=keep, use_cache=False)
+        outputs.logits = outputs.logits.flatten(0, 1)
+        return outputs, labels[:, keep + 1].flatten()
+    packed = pack_shared_prefix(input_ids, labels, prefix)
+    row, position = trained_pairs(labels)
+    head_mask = torch.ones(prefix, prefix, dtype=torch.bool, device=input_ids.device).tril()[None, None]
     outputs = model(input_ids=packed.ids, attention_mask=packed.mask, position_ids=packed.positions,
-                    logits_to_keep=packed.index, use_cache=False,
-                    spantune_packed=torch.ones(prefix, prefix, dtype=torch.bool, device=input_ids.device).tril()[None, None])
-    outputs.logits = outputs.logits.view(input_ids.size(0), keep.numel(), -1)
-    return outputs
+                    logits_to_keep=packed.index, use_cache=False, spantune_packed=head_mask,
+                    spantune_slots=packed.slots, spantune_tokens=packed.tokens)
+    outputs.logits = outputs.logits[0]
+    return outputs, labels[row, position + 1]
 
 
 class SpanSFTTrainer(SFTTrainer):
@@ -171,16 +200,13 @@ class SpanSFTTrainer(SFTTrainer):
                      num_items_in_batch: Any = None) -> Any:
         mode = "train" if self.model.training else "eval"
         labels, input_ids, attention_mask = inputs["labels"], inputs["input_ids"], inputs.get("attention_mask")
-        keep = kept_positions(labels)
         prefix = 0
         if self.shared_prefix and self.accelerator.unwrap_model(model).config._attn_implementation in PACKED_NAMES:
-            prefix = shared_prefix_length(input_ids, attention_mask, keep)
+            prefix = shared_prefix_length(input_ids, attention_mask, kept_positions(labels))
         with disable_input_dtype_casting(model, active=self.args.bf16 or self.args.fp16):  # autocast is on
-            outputs = forward_kept(model, input_ids, attention_mask, keep, prefix)
+            outputs, targets = forward_trained(model, input_ids, attention_mask, labels, prefix)
         logits = outputs.logits.float()
-        targets = labels[:, keep + 1]
-        loss_sum = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1),
-                                   ignore_index=IGNORE_INDEX, reduction="sum")
+        loss_sum = F.cross_entropy(logits, targets, ignore_index=IGNORE_INDEX, reduction="sum")
         valid = targets != IGNORE_INDEX
         count = valid.sum() if num_items_in_batch is None else num_items_in_batch
         loss = loss_sum / torch.as_tensor(count).clamp(min=1)
