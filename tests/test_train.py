@@ -109,6 +109,7 @@ def test_packed_batch_runs_each_row_to_its_last_trained_position() -> None:
     assert packed.ids.tolist() == [[1, 2, 10, 11, 12, 20, 21, 22, 23, 24, 30, 31]]
     assert packed.positions.tolist() == [[0, 1, 2, 3, 4, 2, 3, 4, 5, 6, 2, 3]]
     assert packed.ids[0, packed.index].tolist() == [11, 12, 23, 24, 31]  # the tokens before 12, 13, 24, 25, 32
+    assert packed.targets.tolist() == [12, 13, 24, 25, 32]
     rows, width = 4, 5
     assert packed.mask.shape == (rows, 1, width, 2 + width)
     real = packed.mask[:, 0, -1, 2:]  # the keys a row's last slot may see: its own real tokens

@@ -74,6 +74,7 @@ class Packed:
     slots: torch.Tensor      # [rows * width]: the packed token in each slot of the rows laid out [rows, width] (0: none)
     tokens: torch.Tensor     # [n]: the slot of each packed token after the head
     index: torch.Tensor      # [pairs]: where the position of each trained pair (:func:`trained_pairs`) sits
+    targets: torch.Tensor    # [pairs]: the token each trained pair's logits predict
 
 
 def trained_pairs(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,7 +100,8 @@ def pack_shared_prefix(input_ids: torch.Tensor, labels: torch.Tensor, prefix: in
     positions = torch.cat([torch.arange(prefix, device=device), (prefix + grid).repeat(rows)[tokens]])
     own = torch.ones(width, width, dtype=torch.bool, device=device).tril() & real[:, None, :]
     mask = torch.cat([torch.ones(rows, width, prefix, dtype=torch.bool, device=device), own], dim=2)
-    return Packed(ids[None], positions[None], mask[:, None], slots, tokens, starts[row] + position - prefix)
+    return Packed(ids[None], positions[None], mask[:, None], slots, tokens, starts[row] + position - prefix,
+                  labels[row, position + 1])
 
 
 def packed_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -173,13 +175,12 @@ def forward_trained(model: Any, input_ids: torch.Tensor, attention_mask: torch.T
         outputs.logits = outputs.logits.flatten(0, 1)
         return outputs, labels[:, keep + 1].flatten()
     packed = pack_shared_prefix(input_ids, labels, prefix)
-    row, position = trained_pairs(labels)
     head_mask = torch.ones(prefix, prefix, dtype=torch.bool, device=input_ids.device).tril()[None, None]
     outputs = model(input_ids=packed.ids, attention_mask=packed.mask, position_ids=packed.positions,
                     logits_to_keep=packed.index, use_cache=False, spantune_packed=head_mask,
                     spantune_slots=packed.slots, spantune_tokens=packed.tokens)
     outputs.logits = outputs.logits[0]
-    return outputs, labels[row, position + 1]
+    return outputs, packed.targets
 
 
 class SpanSFTTrainer(SFTTrainer):
