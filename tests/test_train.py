@@ -114,9 +114,31 @@ def test_packed_batch_runs_each_row_to_its_last_trained_position() -> None:
     assert packed.mask.shape == (rows, 1, width, 2 + width)
     real = packed.mask[:, 0, -1, 2:]  # the keys a row's last slot may see: its own real tokens
     assert real.sum(1).tolist() == [3, 5, 2, 0]
-    laid_out = packed.ids[0, packed.slots].view(rows, width)
-    assert [laid_out[r][real[r]].tolist() for r in range(rows)] == [[10, 11, 12], [20, 21, 22, 23, 24], [30, 31], []]
-    assert packed.slots[packed.tokens].tolist() == list(range(2, 12))
+    own = packed.ids[0, 2:]
+    laid_out = torch.cat([own, torch.tensor([-1])])[packed.slots].view(rows, width)  # -1: an empty slot
+    assert laid_out.tolist() == [[10, 11, 12, -1, -1], [20, 21, 22, 23, 24], [30, 31, -1, -1, -1], [-1] * 5]
+    assert (laid_out != -1).equal(real)
+    assert packed.slots[packed.tokens].tolist() == list(range(own.numel()))
+
+
+def test_relayout_gradient_is_the_scatter_add_it_replaces() -> None:
+    """The packed layout's gather (empty slots read zeros) back-propagates by gathering with its inverse: the same
+    gradient as autograd's scatter-add of the plain gather, in both directions of the layout."""
+    from spantune.train.loss import Relayout, pack_shared_prefix
+
+    x = -100
+    labels = torch.tensor([[x, x, x, 5, 6], [x, x, x, x, 9], [x, x, x, 3, x]])  # the last row leaves a slot empty
+    packed = pack_shared_prefix(torch.arange(15).view(3, 5), labels, prefix=2)
+    n, slots = packed.tokens.numel(), packed.slots.numel()
+    for source, index, inverse in ((n, packed.slots, packed.tokens), (slots, packed.tokens, packed.slots)):
+        values = torch.randn(2, source, 4, requires_grad=True)
+        picked = Relayout.apply(values, 1, index, inverse)
+        plain = torch.cat([values, torch.zeros(2, 1, 4)], dim=1)[:, index]
+        assert picked.equal(plain)
+        weights = torch.randn(plain.shape)
+        expected, = torch.autograd.grad((plain * weights).sum(), values)
+        got, = torch.autograd.grad((picked * weights).sum(), values)
+        assert got.equal(expected)
 
 
 @pytest.mark.parametrize(("attention", "checkpointing"), [("sdpa", False), ("eager", False), ("sdpa", True)])

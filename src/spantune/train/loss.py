@@ -71,8 +71,9 @@ class Packed:
     ids: torch.Tensor        # [1, head + n]: the head once, then each row's own tokens up to its last trained position
     positions: torch.Tensor  # [1, head + n]: each token's position in its own row
     mask: torch.Tensor       # [rows, 1, width, head + width] bool: row query i may attend to key j (head, then own)
-    slots: torch.Tensor      # [rows * width]: the packed token in each slot of the rows laid out [rows, width] (0: none)
-    tokens: torch.Tensor     # [n]: the slot of each packed token after the head
+    slots: torch.Tensor      # [rows * width]: the own token (of the n after the head) in each slot of the rows laid
+                             # out [rows, width]; n where the slot is empty
+    tokens: torch.Tensor     # [n]: the slot of each own token (the inverse of ``slots``)
     index: torch.Tensor      # [pairs]: where the position of each trained pair (:func:`trained_pairs`) sits
     targets: torch.Tensor    # [pairs]: the token each trained pair's logits predict
 
@@ -94,14 +95,38 @@ def pack_shared_prefix(input_ids: torch.Tensor, labels: torch.Tensor, prefix: in
     starts = prefix + lengths.cumsum(0) - lengths
     grid = torch.arange(width, device=device)
     real = grid < lengths[:, None]  # [rows, width]
-    slots = torch.where(real, starts[:, None] + grid, 0).flatten()
     tokens = real.flatten().nonzero().flatten()
+    slots = torch.where(real, starts[:, None] - prefix + grid, tokens.numel()).flatten()
     ids = torch.cat([input_ids[0, :prefix], input_ids[:, prefix:prefix + width].flatten()[tokens]])
     positions = torch.cat([torch.arange(prefix, device=device), (prefix + grid).repeat(rows)[tokens]])
     own = torch.ones(width, width, dtype=torch.bool, device=device).tril() & real[:, None, :]
     mask = torch.cat([torch.ones(rows, width, prefix, dtype=torch.bool, device=device), own], dim=2)
     return Packed(ids[None], positions[None], mask[:, None], slots, tokens, starts[row] + position - prefix,
                   labels[row, position + 1])
+
+
+class Relayout(torch.autograd.Function):
+    """``x.index_select(dim, index)`` where ``index`` picks each entry at most once (``x.size(dim)``: a zero entry),
+    whose backward is the gather by ``inverse`` (``index``'s inverse; the gradient's size along ``dim`` where
+    nothing picked the entry) rather than autograd's scatter-add: inductor compiles a scatter-add on a CPU to
+    atomic adds, which took ~4 % of a step of the CPU recipe (benchmarks/RESULTS.md, run 19)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, dim: int, index: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
+        ctx.dim = dim
+        ctx.save_for_backward(inverse)
+        return gather_or_zero(x, dim, index)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
+        (inverse,) = ctx.saved_tensors
+        return gather_or_zero(grad, ctx.dim, inverse), None, None, None
+
+
+def gather_or_zero(x: torch.Tensor, dim: int, index: torch.Tensor) -> torch.Tensor:
+    """``x``'s entries along ``dim`` at ``index``; zeros where ``index`` is ``x.size(dim)``."""
+    zero = x.new_zeros(x.shape[:dim] + (1,) + x.shape[dim + 1:])
+    return torch.cat([x, zero], dim=dim).index_select(dim, index)
 
 
 def packed_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -113,8 +138,8 @@ def packed_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value:
     ``slots`` and ``tokens``): the head attends causally to itself, and each row, laid out as ``[rows, width]``,
     to the head's keys and values (expanded over the rows, a view: their gradients sum back once) and its own. No
     query scores a key of another row, so attention costs what it costs in the plain batch, while every projection
-    and MLP runs the head once. An empty slot holds the first token: masked as a key, and its output as a query is
-    dropped, so nothing flows back to that token through it."""
+    and MLP runs the head once. An empty slot holds zeros: masked as a key, and its output as a query is dropped. Both
+    layouts are :class:`Relayout` gathers."""
     attend = eager_attention_forward if base == "eager" else ALL_ATTENTION_FUNCTIONS[base]
     if spantune_packed is None:
         return attend(module, query, key, value, attention_mask, **kwargs)
@@ -131,7 +156,8 @@ def packed_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value:
         return x[:, :, :head].contiguous()
 
     def own(x: torch.Tensor) -> torch.Tensor:  # [1, heads, head + n, dim] -> [rows, heads, width, dim]
-        return x[0, :, spantune_slots].unflatten(1, (rows, width)).transpose(0, 1).contiguous()
+        laid_out = Relayout.apply(x[0, :, head:], 1, spantune_slots, spantune_tokens)
+        return laid_out.unflatten(1, (rows, width)).transpose(0, 1).contiguous()
 
     def with_head(head_x: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([head_x.expand(rows, -1, -1, -1), own(x)], dim=2)
@@ -140,7 +166,8 @@ def packed_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value:
     head_out, _ = attend(module, shared(query), head_key, head_value, causal, **kwargs)
     row_out, _ = attend(module, own(query), with_head(head_key, key), with_head(head_value, value), attention_mask,
                         **kwargs)  # [rows, width, heads, dim]
-    return torch.cat([head_out, row_out.flatten(0, 1)[spantune_tokens][None]], dim=1), None
+    own_out = Relayout.apply(row_out.flatten(0, 1), 0, spantune_tokens, spantune_slots)
+    return torch.cat([head_out, own_out[None]], dim=1), None
 
 
 for _base, _name in PACKED_ATTENTION.items():
