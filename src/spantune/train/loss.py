@@ -109,7 +109,7 @@ class Relayout(torch.autograd.Function):
     """``x.index_select(dim, index)`` where ``index`` picks each entry at most once (``x.size(dim)``: a zero entry),
     whose backward is the gather by ``inverse`` (``index``'s inverse; the gradient's size along ``dim`` where
     nothing picked the entry) rather than autograd's scatter-add: inductor compiles a scatter-add on a CPU to
-    atomic adds, which took ~4 % of a step of the CPU recipe (benchmarks/RESULTS.md, run 19)."""
+    atomic adds, whose kernels took ~4 % of a step of the CPU recipe (benchmarks/RESULTS.md, run 19)."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, dim: int, index: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
@@ -135,7 +135,7 @@ def grouped_eager_attention(module: Any, query: torch.Tensor, key: torch.Tensor,
     """transformers' eager attention (``softmax(QK^T * scaling)V``, softmax in fp32, ``mask`` bool: True attends),
     with each key/value head's query heads stacked along the query length instead of each key and value repeated
     per query head: a grouped-query model's keys and values are then neither copied in the forward pass nor
-    summed back over the copies in the backward pass (0.5 ms per layer of the CPU recipe's step)."""
+    summed back over the copies in the backward pass (benchmarks/RESULTS.md, run 19)."""
     rows, heads, length, dim = query.shape
     groups = heads // key.size(1)
     scores = torch.matmul(query.reshape(rows, key.size(1), groups * length, dim), key.transpose(2, 3)) * scaling
