@@ -43,9 +43,14 @@ from spantune.train.compiled import eager
 from spantune.train.data import IGNORE_INDEX
 
 
+def trained_pairs(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(row, position) of every position whose next token carries a label, row by row."""
+    return (labels[:, 1:] != IGNORE_INDEX).nonzero(as_tuple=True)
+
+
 def kept_positions(labels: torch.Tensor) -> torch.Tensor:
-    """Sequence positions whose next token carries a label in at least one row."""
-    return (labels[:, 1:] != IGNORE_INDEX).any(dim=0).nonzero().flatten()
+    """Sequence positions whose next token carries a label in at least one row, in order."""
+    return trained_pairs(labels)[1].unique()
 
 
 def shared_prefix_length(input_ids: torch.Tensor, attention_mask: torch.Tensor | None, keep: torch.Tensor) -> int:
@@ -76,11 +81,6 @@ class Packed:
     tokens: torch.Tensor     # [n]: the slot of each own token (the inverse of ``slots``)
     index: torch.Tensor      # [pairs]: where the position of each trained pair (:func:`trained_pairs`) sits
     targets: torch.Tensor    # [pairs]: the token each trained pair's logits predict
-
-
-def trained_pairs(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(row, position) of every position whose next token carries a label, row by row."""
-    return (labels[:, 1:] != IGNORE_INDEX).nonzero(as_tuple=True)
 
 
 def pack_shared_prefix(input_ids: torch.Tensor, labels: torch.Tensor, prefix: int) -> Packed:
