@@ -26,10 +26,13 @@ examples, from a freshly loaded base model, in one process. Reported:
   rows. ``--repeats N`` runs the rows N times, every other round in reverse order so that a machine drifting
   over minutes slows both sides alike; each round's ratios to that round's fp32 row are reported, and their
   median;
-* peak memory above the level before each phase: on CUDA ``torch.cuda.max_memory_allocated``; on CPU
-  the resident set size sampled every 5 ms, from a heap trimmed at the start of each phase (glibc returns
-  freed blocks of 4 MiB and more to the OS at once, the rest when the heap is trimmed), so the RSS follows what
-  torch holds to within a few MiB per allocator arena.
+* peak memory above the level before each phase: on CUDA ``torch.cuda.max_memory_allocated``; on CPU the
+  kernel's high-water mark of the resident set (``VmHWM``, reset at the start of each phase through
+  ``/proc/self/clear_refs``, so nothing polls the process while it trains), from a heap trimmed at that start.
+  The parent process, which runs the spantune and naive phases one after the other, has glibc return freed
+  blocks of 4 MiB and more to the OS at once, so that its RSS follows what torch holds; the ``--precisions``
+  children keep glibc's defaults, as ``spantune train`` does (with the 4 MiB threshold and a 5 ms RSS sampler
+  the recipe's bf16 steps ran ~8 % slower: benchmarks/RESULTS.md, run 20).
 
     python benchmarks/train_throughput.py --model embedded --data data/train.jsonl --examples 32 [--precisions]
 """
@@ -46,7 +49,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -73,9 +75,11 @@ class PeakMemory:
         self.peak = 0
 
     @staticmethod
-    def _rss() -> int:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    def _status(field: str) -> int:
+        """A ``/proc/self/status`` size (``VmRSS``, ``VmHWM``) in bytes."""
+        with open("/proc/self/status") as fh:
+            line = next(line for line in fh if line.startswith(field + ":"))
+        return int(line.split()[1]) * 1024
 
     def __enter__(self) -> PeakMemory:
         import torch
@@ -86,16 +90,14 @@ class PeakMemory:
             self._base = torch.cuda.memory_allocated()
             return self
         trim_heap()
-        self._base = self._rss()
-        self._max = self._base
-        self._stop = threading.Event()
+        try:
+            Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS (Linux 4.0+)
+        except OSError as exc:
+            from spantune.errors import SpantuneError
 
-        def sample() -> None:
-            while not self._stop.wait(0.005):
-                self._max = max(self._max, self._rss())
-
-        self._thread = threading.Thread(target=sample, daemon=True)
-        self._thread.start()
+            raise SpantuneError(f"peak memory on CPU needs a writable /proc/self/clear_refs (Linux 4.0+): "
+                                f"{exc}") from exc
+        self._base = self._status("VmRSS")
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -105,9 +107,7 @@ class PeakMemory:
             torch.cuda.synchronize()
             self.peak = torch.cuda.max_memory_allocated() - self._base
             return
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self._max, self._rss()) - self._base
+        self.peak = self._status("VmHWM") - self._base
 
 
 def glibc() -> Any:
@@ -369,7 +369,8 @@ def main(argv: list[str] | None = None) -> int:
     from spantune.errors import SpantuneError
     from spantune.train import cpu_bf16, load_split, mixed_precision, prepare
 
-    return_freed_memory_to_os()
+    if not args.phase:  # a --precisions child allocates as spantune train does
+        return_freed_memory_to_os()
     if args.threads:
         torch.set_num_threads(args.threads)
     cuda = torch.cuda.is_available()

@@ -32,6 +32,8 @@ def test_throughput_benchmark_runs_both_trainers_on_the_same_examples(tmp_path: 
     assert fp32["steps"] == 3 and fp32["precision"] == "fp32 (cpu, as configured)" and len(fp32["rounds"]) == 2
     # the steady-state rate leaves out the first 2 steps: one step is left to time
     assert all(r[rate] > 0 for r in fp32["rounds"] for rate in ("steady_tokens_per_s", "median_step_tokens_per_s"))
+    # the kernel's high-water mark, reset at the start of the phase: training holds more than it started with
+    assert all(r["peak_bytes"] > 0 for r in fp32["rounds"]) and result["spantune"]["peak_bytes"] > 0
     assert fp32["steady_tokens_per_s"] == statistics.median(r["steady_tokens_per_s"] for r in fp32["rounds"])
     assert not any(label in result for label in ("recipe fp32+compile", "recipe bf16+compile+prefix"))  # --rows
     if result["cpu_bf16"] is None:
