@@ -44,7 +44,6 @@ import ctypes
 import gc
 import json
 import math
-import os
 import statistics
 import subprocess
 import sys
