@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 EXTRAS := train,data,export,embedded,peers,dev
 
-.PHONY: setup js browser test test-all demo clean
+.PHONY: setup js browser allocator test test-all demo clean
 
 setup: $(VENV)/.installed
 
@@ -29,15 +29,22 @@ browser:
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
 	  || echo "note: chromium could not be installed; the browser test will skip"
 
-test: setup js browser
+# Debian's tcmalloc, which the spantune command preloads (src/spantune/allocator.py: CPU training ~1.18x faster,
+# benchmarks/RESULTS.md run 23); where it cannot be installed, spantune runs on the C library's malloc.
+allocator:
+	@python3 -c "import ctypes.util, sys; sys.exit(not ctypes.util.find_library('tcmalloc_minimal'))" \
+	  || (apt-get update -qq && apt-get install -y -qq libtcmalloc-minimal4 >/dev/null) \
+	  || echo "note: libtcmalloc-minimal4 could not be installed; spantune runs on the C library's malloc"
+
+test: setup js browser allocator
 	$(PY) -m pytest -q
 	cd js && npm test
 
-test-all: setup js browser
+test-all: setup js browser allocator
 	$(PY) -m pytest -q -m ''
 	cd js && npm test
 
-demo: setup js browser
+demo: setup js browser allocator
 	$(VENV)/bin/spantune demo
 
 clean:

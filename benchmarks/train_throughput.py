@@ -26,12 +26,15 @@ examples, from a freshly loaded base model, in one process. Reported:
   rows. ``--repeats N`` runs the rows N times, every other round in reverse order so that a machine drifting
   over minutes slows both sides alike; each round's ratios to that round's fp32 row are reported, and their
   median;
+* the ``--precisions`` rows train on the allocator the ``spantune`` command would run on (tcmalloc where the
+  machine has it: :mod:`spantune.allocator`), and the row ``fp32+glibc`` on the C library's, as the fp32 recipe ran
+  when issue 14 was filed; every other row's rates are compared with both fp32 rows;
 * peak memory above the level before each phase: on CUDA ``torch.cuda.max_memory_allocated``; on CPU the
   kernel's high-water mark of the resident set (``VmHWM``, reset at the start of each phase through
   ``/proc/self/clear_refs``, so nothing polls the process while it trains), from a heap trimmed at that start.
   The parent process, which runs the spantune and naive phases one after the other, has glibc return freed
   blocks of 4 MiB and more to the OS at once, so that its RSS follows what torch holds; the ``--precisions``
-  children keep glibc's defaults, as ``spantune train`` does (with the 4 MiB threshold and a 5 ms RSS sampler
+  children keep their allocator's defaults, as ``spantune train`` does (with the 4 MiB threshold and a 5 ms RSS sampler
   the recipe's bf16 steps ran ~8 % slower: benchmarks/RESULTS.md, run 20).
 
     python benchmarks/train_throughput.py --model embedded --data data/train.jsonl --examples 32 [--precisions]
@@ -44,6 +47,7 @@ import ctypes
 import gc
 import json
 import math
+import os
 import statistics
 import subprocess
 import sys
@@ -54,11 +58,15 @@ from typing import Any
 
 NAIVE_LENGTH = 512
 NAIVE_BATCH = 4
-#: --precisions: (row label, precision, train.shared_prefix, train.compile)
-RECIPE_PHASES = (("recipe fp32", "fp32", False, False), ("recipe fp32+prefix", "fp32", True, False),
-                 ("recipe fp32+compile", "fp32", False, True), ("recipe bf16", "bf16", False, False),
-                 ("recipe bf16+prefix", "bf16", True, False), ("recipe bf16+compile", "bf16", False, True),
-                 ("recipe bf16+compile+prefix", "bf16", True, True))
+#: --precisions: (row label, precision, train.shared_prefix, train.compile, SPANTUNE_ALLOCATOR)
+RECIPE_PHASES = (("recipe fp32", "fp32", False, False, "auto"), ("recipe fp32+glibc", "fp32", False, False, "system"),
+                 ("recipe fp32+prefix", "fp32", True, False, "auto"), ("recipe fp32+compile", "fp32", False, True, "auto"),
+                 ("recipe bf16", "bf16", False, False, "auto"), ("recipe bf16+prefix", "bf16", True, False, "auto"),
+                 ("recipe bf16+compile", "bf16", False, True, "auto"),
+                 ("recipe bf16+compile+prefix", "bf16", True, True, "auto"))
+#: the rows every other row's rates are compared with: today's fp32 recipe, and the same on the C library's
+#: allocator, as spantune ran it before it preloaded tcmalloc (the fp32 recipe issue 14 was measured against)
+BASELINES = ("recipe fp32", "recipe fp32+glibc")
 #: steps left out of the steady-state rates (compilation happens in the first)
 WARMUP_STEPS = 2
 #: the steady-state rates compared with fp32's: (label, result key)
@@ -209,6 +217,8 @@ def timed_train(trainer: Any, cuda: bool) -> dict[str, Any]:
     """
     import torch
 
+    from spantune import allocator
+
     with torch.no_grad():
         for p in trainer.model.parameters():
             p.sum()
@@ -218,6 +228,7 @@ def timed_train(trainer: Any, cuda: bool) -> dict[str, Any]:
         trainer.train()
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     return {"seconds": seconds, "cpu_seconds": cpu, "steps": trainer.state.global_step, "peak_bytes": mem.peak,
+            "allocator": allocator.in_use(),
             "steady_tokens_per_s": steady.rate() if steady else None,
             "median_step_tokens_per_s": steady.median_step_rate() if steady else None}
 
@@ -265,7 +276,7 @@ def run_phase(args: argparse.Namespace, tmp: Path, cuda: bool) -> int:
     from spantune.errors import SpantuneError
     from spantune.train import mixed_precision, prepare
 
-    label, name, shared, compiled = next(p for p in RECIPE_PHASES if p[0] == args.phase)
+    label, name, shared, compiled, _ = next(p for p in RECIPE_PHASES if p[0] == args.phase)
     cfg = recipe_config(args.model, args.data, args.recipe_examples or args.examples, args.threads, name)
     cfg.train.shared_prefix, cfg.train.compile = shared, compiled
     try:
@@ -285,15 +296,20 @@ def run_phase(args: argparse.Namespace, tmp: Path, cuda: bool) -> int:
 
 
 def phase_in_child(args: argparse.Namespace, label: str, tmp: Path) -> dict[str, Any]:
-    """One ``--precisions`` row trained by a fresh Python process (same model, data, examples and threads)."""
+    """One ``--precisions`` row trained by a fresh Python process (same model, data, examples and threads), started
+    on the row's allocator as the ``spantune`` command starts itself (:mod:`spantune.allocator`)."""
+    from spantune import allocator
     from spantune.errors import SpantuneError
 
+    choice = next(p[4] for p in RECIPE_PHASES if p[0] == label)
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"} if choice == "system" else dict(os.environ)
+    env = allocator.preload_env({**env, allocator.ENV: choice}) or {**env, allocator.ENV: choice}
     out = tmp / f"{label.replace(' ', '-')}.json"
     cmd = [sys.executable, str(Path(__file__).resolve()), "--phase", label, "--model", args.model, "--data",
            args.data, "--examples", str(args.examples), "--json", str(out)]
     cmd += ["--recipe-examples", str(args.recipe_examples)] if args.recipe_examples else []
     cmd += ["--threads", str(args.threads)] if args.threads else []
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if proc.returncode != 0 or not out.exists():
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
         raise SpantuneError(f"the {label!r} phase failed (exit {proc.returncode}): {tail[0]}")
@@ -305,6 +321,7 @@ def run_precisions(args: argparse.Namespace, tmp: Path) -> dict[str, dict[str, A
     precision the machine lacks is reported, not run. A row's numbers are the medians over its rounds, and
     ``rounds`` keeps each round's row; ``ratios`` holds each round's rates over that round's fp32 row."""
     labels = [p[0] for p in RECIPE_PHASES if args.rows is None or p[0] in {"recipe fp32", *args.rows}]
+    baselines = [b for b in BASELINES if b in labels]
     rounds: list[dict[str, dict[str, Any]]] = []
     skipped: set[str] = set()
     for n in range(args.repeats):
@@ -328,9 +345,10 @@ def run_precisions(args: argparse.Namespace, tmp: Path) -> dict[str, dict[str, A
         for key in ("seconds", "cpu_seconds", "peak_bytes", "steady_tokens_per_s", "median_step_tokens_per_s"):
             values = [r[key] for r in each if r.get(key) is not None]
             row[key] = statistics.median(values) if values else None
-        row["ratios"] = {key: [r[label][key] / r["recipe fp32"][key] for r in rounds
-                               if r[label].get(key) and r["recipe fp32"].get(key)]
-                         for _, key in STEADY_RATES}
+        row["ratios"] = {base: {key: [r[label][key] / r[base][key] for r in rounds
+                                      if r[label].get(key) and r[base].get(key)]
+                                for _, key in STEADY_RATES}
+                         for base in baselines if base != label}
         rows[label] = row
     return rows
 
@@ -405,31 +423,31 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model {args.model}, {len(examples)} examples ({useful} useful tokens), {device}; "
           f"CPU native bf16: {native or 'none'}")
     print(f"{'':26} {'steps':>6} {'wall s':>8} {'CPU s':>8} {'useful tok/s':>13} {'steady tok/s':>13} "
-          f"{'median step tok/s':>18} {'tok/CPU-s':>10} {'peak MiB':>9}  precision")
+          f"{'median step tok/s':>18} {'tok/CPU-s':>10} {'peak MiB':>9}  precision, allocator")
     for name, r in rows.items():
         steady, median = ("-" if r.get(k) is None else f"{r[k]:.1f}"
                           for k in ("steady_tokens_per_s", "median_step_tokens_per_s"))
         print(f"{name:26} {r['steps']:>6} {r['seconds']:>8.1f} {r['cpu_seconds']:>8.1f} "
               f"{r['useful_tokens_per_s']:>13.1f} {steady:>13} {median:>18} {r['useful_tokens_per_cpu_s']:>10.1f} "
-              f"{r['peak_bytes'] / 2**20:>9.0f}  {r['precision']}")
+              f"{r['peak_bytes'] / 2**20:>9.0f}  {r['precision']}, {r['allocator']} malloc")
     print(f"useful tokens/s: spantune / naive = {speedup:.2f}x (target >= 2x); per CPU-second {cpu_speedup:.2f}x")
     print(f"peak memory: naive / spantune = {memory_ratio:.2f}x")
     if args.quant_aware:
         print(f"quant-aware cost: spantune / quant-aware useful tokens/s = "
               f"{ours['useful_tokens_per_s'] / quant_aware['useful_tokens_per_s']:.2f}x, peak memory "
               f"{quant_aware['peak_bytes'] / max(ours['peak_bytes'], 1):.2f}x")
-    fp32 = recipe.get("recipe fp32")
     for label, faster in recipe.items():
-        if fp32 is not None and faster is not fp32:
+        for base, ratios in faster["ratios"].items():
+            slow = recipe[base]
             steady_ratio = "".join(
-                f", {what} {statistics.median(faster['ratios'][key]):.2f}x"
-                + (f" (rounds: {', '.join(f'{x:.2f}' for x in faster['ratios'][key])})" if args.repeats > 1 else "")
-                for what, key in STEADY_RATES if faster["ratios"][key])
-            print(f"{label} / fp32: useful tokens/s "
-                  f"{faster['useful_tokens_per_s'] / fp32['useful_tokens_per_s']:.2f}x (target >= 2x){steady_ratio}, "
+                f", {what} {statistics.median(ratios[key]):.2f}x"
+                + (f" (rounds: {', '.join(f'{x:.2f}' for x in ratios[key])})" if args.repeats > 1 else "")
+                for what, key in STEADY_RATES if ratios[key])
+            print(f"{label} / {base.removeprefix('recipe ')}: useful tokens/s "
+                  f"{faster['useful_tokens_per_s'] / slow['useful_tokens_per_s']:.2f}x (target >= 2x){steady_ratio}, "
                   "per CPU-second "
-                  f"{faster['useful_tokens_per_cpu_s'] / fp32['useful_tokens_per_cpu_s']:.2f}x, "
-                  f"peak memory {faster['peak_bytes'] / max(fp32['peak_bytes'], 1):.2f}x")
+                  f"{faster['useful_tokens_per_cpu_s'] / slow['useful_tokens_per_cpu_s']:.2f}x, "
+                  f"peak memory {faster['peak_bytes'] / max(slow['peak_bytes'], 1):.2f}x")
     if args.json:
         Path(args.json).write_text(json.dumps({"model": args.model, "examples": len(examples), "device": device,
                                                "cpu_bf16": native, "useful_tokens": useful, **rows,

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from spantune import __version__, interrupts
+from spantune import __version__, allocator, interrupts
 from spantune.errors import SpantuneError
 
 #: Every subcommand, in the order ``spantune --help`` lists them, with the function that adds its parser (and,
@@ -94,7 +94,8 @@ def _resolve(target: str) -> AddParser:
 def build_parser() -> argparse.ArgumentParser:
     """The whole ``spantune`` parser, built from :data:`COMMANDS`."""
     parser = argparse.ArgumentParser(prog="spantune", description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--version", action="version", version=f"spantune {__version__}")
+    parser.add_argument("--version", action="version",
+                        version=f"spantune {__version__} (memory allocator: {allocator.in_use()})")
     groups = {"": parser.add_subparsers(dest="command", metavar="COMMAND")}
     for name, target in COMMANDS.items():
         children = _resolve(target)(groups[name.rpartition(" ")[0]])
@@ -104,6 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command; started as a process (``argv`` None), it first runs itself again on tcmalloc or jemalloc where
+    the machine has one (:mod:`spantune.allocator`)."""
+    if argv is None:
+        try:
+            allocator.relaunch_with_allocator(sys.argv[1:])
+        except SpantuneError as exc:
+            print(f"spantune: error: {exc}", file=sys.stderr)
+            return 1
     interrupts.install()
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from spantune import embedded
+from spantune import allocator, embedded
 from spantune.config import dump_yaml, to_dict
 from spantune.errors import SpantuneError
 from spantune.io import atomic_write, sha256_file, write_json
@@ -89,6 +89,7 @@ def run_info(config: Any, data_files: dict[str, str | Path] | None = None) -> di
         "packages": package_versions(),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
+        "allocator": allocator.in_use(),
         "git_commit": git_commit(),
     }
 

@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from spantune import allocator
 from spantune.io import write_json
 from spantune.train.compiled import compile_layers, decoder_layers
 from spantune.train.config import LoraSection, TrainConfig
@@ -228,7 +229,7 @@ def run_training(prep: Prepared, started: float) -> dict[str, Any]:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.eval.patience))
     trainer = build_trainer(prep, args, precision.name, callbacks)
     if state.is_main_process:
-        print(f"precision: {precision.detail}")
+        print(f"precision: {precision.detail}; memory allocator: {allocator.in_use()}")
         if cfg.train.compile:
             print(f"torch.compile: {len(decoder_layers(trainer.model))} decoder layers, dynamic shapes "
                   "(compiled on the first step; evaluations eager)")
