@@ -59,9 +59,12 @@ from typing import Any
 NAIVE_LENGTH = 512
 NAIVE_BATCH = 4
 #: --precisions: (row label, precision, train.shared_prefix, train.compile, SPANTUNE_ALLOCATOR)
-RECIPE_PHASES = (("recipe fp32", "fp32", False, False, "auto"), ("recipe fp32+glibc", "fp32", False, False, "system"),
-                 ("recipe fp32+prefix", "fp32", True, False, "auto"), ("recipe fp32+compile", "fp32", False, True, "auto"),
-                 ("recipe bf16", "bf16", False, False, "auto"), ("recipe bf16+prefix", "bf16", True, False, "auto"),
+RECIPE_PHASES = (("recipe fp32", "fp32", False, False, "auto"),
+                 ("recipe fp32+glibc", "fp32", False, False, "system"),
+                 ("recipe fp32+prefix", "fp32", True, False, "auto"),
+                 ("recipe fp32+compile", "fp32", False, True, "auto"),
+                 ("recipe bf16", "bf16", False, False, "auto"),
+                 ("recipe bf16+prefix", "bf16", True, False, "auto"),
                  ("recipe bf16+compile", "bf16", False, True, "auto"),
                  ("recipe bf16+compile+prefix", "bf16", True, True, "auto"))
 #: the rows every other row's rates are compared with: today's fp32 recipe, and the same on the C library's
@@ -302,8 +305,10 @@ def phase_in_child(args: argparse.Namespace, label: str, tmp: Path) -> dict[str,
     from spantune.errors import SpantuneError
 
     choice = next(p[4] for p in RECIPE_PHASES if p[0] == label)
-    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"} if choice == "system" else dict(os.environ)
-    env = allocator.preload_env({**env, allocator.ENV: choice}) or {**env, allocator.ENV: choice}
+    started = {**os.environ, allocator.ENV: choice}
+    if choice == "system":
+        started.pop("LD_PRELOAD", None)
+    env = allocator.preload_env(started) or started
     out = tmp / f"{label.replace(' ', '-')}.json"
     cmd = [sys.executable, str(Path(__file__).resolve()), "--phase", label, "--model", args.model, "--data",
            args.data, "--examples", str(args.examples), "--json", str(out)]
@@ -319,7 +324,8 @@ def phase_in_child(args: argparse.Namespace, label: str, tmp: Path) -> dict[str,
 def run_precisions(args: argparse.Namespace, tmp: Path) -> dict[str, dict[str, Any]]:
     """The CPU recipe's rows, each in a child process, ``--repeats`` rounds (every other one in reverse order); a
     precision the machine lacks is reported, not run. A row's numbers are the medians over its rounds, and
-    ``rounds`` keeps each round's row; ``ratios`` holds each round's rates over that round's fp32 row."""
+    ``rounds`` keeps each round's row; ``ratios`` holds, for each fp32 row run (:data:`BASELINES`), each round's
+    rates over that round's fp32 row."""
     labels = [p[0] for p in RECIPE_PHASES if args.rows is None or p[0] in {"recipe fp32", *args.rows}]
     baselines = [b for b in BASELINES if b in labels]
     rounds: list[dict[str, dict[str, Any]]] = []

@@ -18,7 +18,8 @@ def _machine_has(monkeypatch: pytest.MonkeyPatch, *libraries: str) -> None:
     """``ctypes.util.find_library`` as on a machine with exactly these libraries (e.g. ``jemalloc``)."""
     sonames = {"tcmalloc_minimal": "libtcmalloc_minimal.so.4", "tcmalloc": "libtcmalloc.so.4",
                "jemalloc": "libjemalloc.so.2"}
-    monkeypatch.setattr(allocator.ctypes.util, "find_library", lambda name: sonames[name] if name in libraries else None)
+    monkeypatch.setattr(allocator.ctypes.util, "find_library",
+                        lambda name: sonames[name] if name in libraries else None)
 
 
 def test_auto_prefers_tcmalloc_then_jemalloc_then_the_c_library(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,8 +18,8 @@ def test_throughput_benchmark_runs_both_trainers_on_the_same_examples(tmp_path: 
     out = tmp_path / "result.json"
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "train_throughput.py"), "--model",
                            str(tiny_model_dir), "--data", str(data), "--examples", "24", "--threads", "1",
-                           "--json", str(out), "--quant-aware", "--precisions", "--rows", "bf16,fp32+glibc", "--repeats",
-                           "2"],
+                           "--json", str(out), "--quant-aware", "--precisions", "--rows", "bf16,fp32+glibc",
+                           "--repeats", "2"],
                           env=cli_env(), cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     result = json.loads(out.read_text())

@@ -9,8 +9,8 @@ that step took 0.88x the time, and the fp32 recipe trained 1.18x faster at 0.79x
 before the process starts, so the ``spantune`` command, started without one, runs itself again with the library in
 ``LD_PRELOAD`` (Linux only). ``SPANTUNE_ALLOCATOR`` picks it: ``auto`` (default: tcmalloc, else jemalloc, else the C
 library's), ``tcmalloc``, ``jemalloc`` or ``system`` (leave the process as it is). On Debian and Ubuntu the
-libraries are the packages ``libtcmalloc-minimal4`` and ``libjemalloc2``; ``make setup`` installs the first where
-it can.
+libraries are the packages ``libtcmalloc-minimal4`` and ``libjemalloc2``; ``make demo`` and ``make test`` install
+the first where they can (``make allocator``).
 """
 
 from __future__ import annotations
