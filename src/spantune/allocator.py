@@ -26,19 +26,25 @@ from spantune.errors import SpantuneError
 ENV = "SPANTUNE_ALLOCATOR"
 #: each allocator and the libraries (``ctypes.util.find_library`` names) that provide it, in order of preference
 LIBRARIES: dict[str, tuple[str, ...]] = {"tcmalloc": ("tcmalloc_minimal", "tcmalloc"), "jemalloc": ("jemalloc",)}
+#: the Debian/Ubuntu package of each allocator, named where one is asked for but missing
+PACKAGES = {"tcmalloc": "libtcmalloc-minimal4", "jemalloc": "libjemalloc2"}
 CHOICES = ("auto", *LIBRARIES, "system")
 #: set, to the ``LD_PRELOAD`` it started with, in the environment of the command run again: it does not run itself a
 #: third time (where a library fails to load) and its own child processes (a compiler, Node) start without the library
 _RELAUNCHED = "SPANTUNE_ALLOCATOR_RELAUNCHED"
 
 
+def named_in(text: str) -> str:
+    """The allocator whose library ``text`` names (a process's memory map, an ``LD_PRELOAD``), else ``system``."""
+    return next((name for name in LIBRARIES if f"lib{name}" in text), "system")
+
+
 def in_use(maps: str | Path = "/proc/self/maps") -> str:
     """The allocator mapped into this process (``tcmalloc``, ``jemalloc``), else ``system``."""
     try:
-        text = Path(maps).read_text()
+        return named_in(Path(maps).read_text())
     except OSError:
         return "system"
-    return next((name for name in LIBRARIES if f"lib{name}" in text), "system")
 
 
 def wanted(env: Mapping[str, str]) -> tuple[str, str] | None:
@@ -57,8 +63,7 @@ def wanted(env: Mapping[str, str]) -> tuple[str, str] | None:
     if choice == "auto":
         return None
     raise SpantuneError(f"{ENV}={choice}: no lib{LIBRARIES[choice][0]} on this machine (Debian/Ubuntu: apt-get "
-                        f"install {'libtcmalloc-minimal4' if choice == 'tcmalloc' else 'libjemalloc2'}), or set "
-                        f"{ENV}=system")
+                        f"install {PACKAGES[choice]}), or set {ENV}=system")
 
 
 def preload_env(env: Mapping[str, str]) -> dict[str, str] | None:
@@ -66,7 +71,7 @@ def preload_env(env: Mapping[str, str]) -> dict[str, str] | None:
     would change (``system``, no library found, or one already preloaded)."""
     choice = wanted(env)
     preloaded = env.get("LD_PRELOAD", "")
-    if choice is None or any(f"lib{name}" in preloaded for name in LIBRARIES):
+    if choice is None or named_in(preloaded) != "system":
         return None
     return {**env, "LD_PRELOAD": f"{choice[1]}:{preloaded}".rstrip(":"), _RELAUNCHED: preloaded}
 
